@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The test command: sets up a fresh machine (virtualenv, Python packages, server binaries) and
+# runs the linters, the type checker and the whole test suite. The tests start the Redis and
+# PostgreSQL servers they need themselves (see tests/servers.py).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+VENV=${VENV:-.venv}
+
+apt_install() {
+    # Install Debian packages only when a binary is missing; needs root (as on CI).
+    local missing=()
+    for spec in "$@"; do
+        local bin=${spec%%:*} pkg=${spec##*:}
+        command -v "$bin" >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/"$bin" >/dev/null 2>&1 \
+            || missing+=("$pkg")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        echo "installing ${missing[*]} from Debian packages"
+        local sudo=""
+        [ "$(id -u)" -eq 0 ] || sudo="sudo"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+}
+
+apt_install redis-server:redis-server initdb:postgresql
+
+if [ ! -x "$VENV/bin/python" ]; then
+    "$PYTHON" -m venv "$VENV"
+fi
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[all,test]" 2>&1 | grep -v '^WARNING: Location' || true
+"$VENV/bin/python" -c "import trio_ruts, pytest_trio" # fail loudly if the install did not work
+
+echo "== ruff check";        "$VENV/bin/ruff" check .
+echo "== ruff format";       "$VENV/bin/ruff" format --check .
+echo "== mypy (strict)";     "$VENV/bin/mypy"
+echo "== pytest";            "$VENV/bin/python" -m pytest "$@"

@@ -1,0 +1,141 @@
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from trio_ruts import CookieOptions, SessionId
+from trio_ruts._cookies import MAX_COOKIE_AGE
+
+SID = SessionId.generate()
+
+
+def test_defaults_follow_the_spec() -> None:
+    c = CookieOptions()
+    assert (c.name, c.http_only, c.same_site, c.secure, c.max_age, c.path, c.domain) == (
+        "id",
+        True,
+        "lax",
+        True,
+        600,
+        "/",
+        None,
+    )
+    with pytest.raises(AttributeError):
+        c.name = "x"  # type: ignore[misc]
+
+
+def test_builder_returns_new_frozen_instances() -> None:
+    base = CookieOptions.build()
+    built = (
+        base.name("session")
+        .http_only(True)
+        .same_site("strict")
+        .secure(True)
+        .max_age(3600)
+        .path("/app")
+        .domain("example.com")
+    )
+    assert base.finish() == CookieOptions()
+    assert built.finish() == CookieOptions(
+        name="session", same_site="strict", max_age=3600, path="/app", domain="example.com"
+    )
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"same_site": "none", "secure": False},
+        {"same_site": "sometimes"},
+        {"name": "bad name"},
+        {"name": "a;b"},
+        {"name": ""},
+        {"max_age": 0},
+        {"max_age": -5},
+        {"max_age": 1.5},
+        {"path": "/a;b"},
+        {"domain": "evil.com; Secure"},
+        {"signing_keys": [b"short"]},
+    ],
+)
+def test_invalid_options(kwargs: dict[str, object]) -> None:
+    with pytest.raises(ValueError):  # noqa: PT011 - each case has its own message
+        CookieOptions(**kwargs)  # type: ignore[arg-type]
+
+
+def test_same_site_none_with_secure_is_fine() -> None:
+    assert CookieOptions(same_site="none", secure=True).same_site == "none"
+
+
+def test_set_cookie_header() -> None:
+    c = CookieOptions(name="s", domain="example.com", path="/app", same_site="strict")
+    header = c.set_cookie_header(SID, 120)
+    assert header == (
+        f"s={SID}; Max-Age=120; Path=/app; Domain=example.com; Secure; HttpOnly; SameSite=Strict"
+    )
+    plain = CookieOptions(secure=False, http_only=False)
+    assert plain.set_cookie_header(SID, 5) == f"id={SID}; Max-Age=5; Path=/; SameSite=Lax"
+
+
+def test_live_max_age_is_never_zero_and_capped() -> None:
+    c = CookieOptions()
+    assert "Max-Age=1;" in c.set_cookie_header(SID, 0)
+    assert f"Max-Age={MAX_COOKIE_AGE};" in c.set_cookie_header(SID, -1)
+    assert f"Max-Age={MAX_COOKIE_AGE};" in c.set_cookie_header(SID, 10**9)
+    assert MAX_COOKIE_AGE == 400 * 86400
+
+
+def test_removal_repeats_scope_attributes() -> None:
+    c = CookieOptions(name="s", domain="example.com", path="/app", same_site="none")
+    assert c.removal_header() == (
+        "s=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Path=/app; "
+        "Domain=example.com; Secure; HttpOnly; SameSite=None"
+    )
+
+
+@pytest.mark.parametrize(
+    ("header", "found"),
+    [
+        (f"id={SID}", True),
+        (f"other=1; id={SID}; x=y", True),
+        (f'id="{SID}"', True),
+        (f"id=bogus; id={SID}", True),
+        (f"ID={SID}", False),
+        (f"xid={SID}", False),
+        (f"id={SID}x", False),
+        ("id=", False),
+        ("", False),
+        (None, False),
+        (b"id=" + str(SID).encode(), True),
+        ("id=" + "A" * 10_000, False),
+    ],
+)
+def test_session_id_from_header(header: str | bytes | None, found: bool) -> None:
+    got = CookieOptions().session_id_from_header(header)
+    assert (got == SID) if found else got is None
+
+
+def test_signed_cookies_and_rotation() -> None:
+    old = CookieOptions(signing_keys=[b"k" * 32])
+    value = old.encode(SID)
+    assert value.startswith(f"{SID}.")
+    assert len(value) == 22 + 1 + 43
+    assert old.decode(value) == SID
+    assert old.decode(str(SID)) is None  # unsigned value refused
+    assert old.decode(value[:-1] + ("A" if value[-1] != "A" else "B")) is None
+    rotated = CookieOptions(signing_keys=[b"n" * 32, b"k" * 32])
+    assert rotated.decode(value) == SID  # old signatures still accepted
+    assert rotated.encode(SID) != value  # new ones use the first key
+    assert old.decode(rotated.encode(SID)) is None
+    renamed = CookieOptions(name="other", signing_keys=[b"k" * 32])
+    assert renamed.decode(value) is None  # a value signed for another cookie name
+    assert "k" * 32 not in repr(old)
+
+
+@given(st.text(max_size=200))
+def test_hostile_values_read_as_no_session(value: str) -> None:
+    for options in (CookieOptions(), CookieOptions(signing_keys=["s" * 32])):
+        got = options.decode(value)
+        assert got is None or options.encode(got) == value
+        header_got = options.session_id_from_header(f"id={value}")
+        assert header_got is None or isinstance(header_got, SessionId)

@@ -1,0 +1,99 @@
+"""Session behaviour that does not depend on the store: cookie state, frozen ids."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from trio_ruts import (
+    CookieChange,
+    CookieOptions,
+    MemoryStore,
+    Session,
+    SessionId,
+    SessionStateError,
+)
+
+SIGNED = CookieOptions(signing_keys=[b"x" * 32])
+
+
+@pytest.fixture
+async def store() -> AsyncIterator[MemoryStore]:
+    async with MemoryStore() as opened:
+        yield opened
+
+
+async def test_from_cookie_header(store: MemoryStore) -> None:
+    s = Session(store, cookie=SIGNED)
+    await s.update("a", 1)
+    header = s.cookie_header()
+    assert header is not None
+    value = header.split(";")[0]
+    again = Session.from_cookie_header(store, f"x=1; {value}", cookie=SIGNED)
+    assert again.id == s.id
+    assert await again.get("a") == 1
+    forged = Session.from_cookie_header(store, f"id={s.id}", cookie=SIGNED)
+    assert forged.id is None
+    assert Session.from_cookie_header(store, "id=%%%").id is None
+
+
+async def test_cookie_state_follows_the_last_change(store: MemoryStore) -> None:
+    s = Session(store)
+    assert s.cookie_change is CookieChange.NONE
+    await s.update("a", 1)
+    assert s.cookie_change is CookieChange.SET
+    await s.delete()
+    assert s.cookie_change is CookieChange.CLEAR
+    assert (s.cookie_header() or "").startswith("id=; Max-Age=0")
+    await s.update("b", 2)
+    assert s.cookie_change is CookieChange.SET
+    s.set_expiration(-1)
+    assert "Max-Age=34560000" in (s.cookie_header() or "")
+
+
+async def test_set_expiration_without_session_sends_nothing(store: MemoryStore) -> None:
+    s = Session(store)
+    s.set_expiration(100)
+    assert s.cookie_header() is None
+    await s.update("a", 1)
+    assert "Max-Age=100;" in (s.cookie_header() or "")
+
+
+async def test_frozen_id_refuses_id_changes(store: MemoryStore) -> None:
+    s = Session(store)
+    await s.update("user", "alice")
+    sid = s.id
+    s.freeze_id("the websocket handshake was already answered")
+    # Writes to the existing session still work, without reading first.
+    assert await Session(store, sid).get("user") == "alice"
+    late = Session(store, sid)
+    late.freeze_id("accepted")
+    assert await late.update("seen", True) is True
+    with pytest.raises(SessionStateError, match="already answered"):
+        await s.regenerate()
+    with pytest.raises(SessionStateError):
+        s.prepare_regenerate()
+    fresh = Session(store)
+    fresh.freeze_id("accepted")
+    with pytest.raises(SessionStateError):
+        await fresh.update("a", 1)
+    assert fresh.id is None
+    unknown = Session(store, SessionId.generate())
+    unknown.freeze_id("accepted")
+    with pytest.raises(SessionStateError):
+        await unknown.update("a", 1)
+    assert s.id == sid
+
+
+async def test_repr_hides_id(store: MemoryStore) -> None:
+    s = Session(store)
+    await s.update("a", 1)
+    assert str(s.id) not in repr(s)
+    everything = await s.get_all()
+    assert repr(everything) == "SessionMap(fields=['a'])"
+
+
+def test_id_must_be_a_session_id() -> None:
+    with pytest.raises(TypeError, match=r"SessionId\.parse"):
+        Session(MemoryStore(), "A" * 22)  # type: ignore[arg-type]

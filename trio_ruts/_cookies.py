@@ -1,0 +1,214 @@
+"""Cookie options, the fluent builder, signing, and the Cookie/Set-Cookie wire forms."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Final, Literal
+
+from ._errors import InvalidSessionId
+from ._ids import ID_CHARS, SessionId
+
+SameSite = Literal["lax", "strict", "none"]
+
+#: The longest lifetime browsers accept for a cookie (RFC 6265bis caps Max-Age at 400 days).
+MAX_COOKIE_AGE: Final = 400 * 24 * 3600
+_SIG_CHARS: Final = 43  # 32 bytes of HMAC-SHA256 in unpadded base64url
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 7230 token: a valid cookie name
+_ATTR_VALUE = re.compile(r"[\x21-\x3a\x3c-\x7e]*")  # printable ASCII without ';'
+_EXPIRED = "Thu, 01 Jan 1970 00:00:00 GMT"
+
+
+def _check_options(opts: CookieOptions) -> None:
+    if not _TOKEN.fullmatch(opts.name):
+        raise ValueError(f"cookie name {opts.name!r} is not an HTTP token")
+    if opts.same_site not in ("lax", "strict", "none"):
+        raise ValueError(f"same_site must be 'lax', 'strict' or 'none', not {opts.same_site!r}")
+    if opts.same_site == "none" and not opts.secure:
+        raise ValueError("same_site='none' requires secure=True (browsers reject it otherwise)")
+    if type(opts.max_age) is not int or not (opts.max_age > 0 or opts.max_age == -1):
+        raise ValueError(
+            f"max_age must be a positive number of seconds, or -1 for persistent sessions; "
+            f"got {opts.max_age!r}"
+        )
+    for attr in ("path", "domain"):
+        value = getattr(opts, attr)
+        if value is not None and not _ATTR_VALUE.fullmatch(value):
+            raise ValueError(f"cookie {attr} {value!r} must be printable ASCII without ';'")
+    for key in opts.signing_keys:
+        if len(key) < 16:
+            raise ValueError("each signing key needs at least 16 bytes (32 random bytes advised)")
+
+
+@dataclass(frozen=True, slots=True)
+class CookieOptions:
+    """How the session cookie is named, scoped and protected.
+
+    Args:
+        name: the cookie name.
+        http_only: hide the cookie from scripts.
+        same_site: ``"lax"``, ``"strict"`` or ``"none"`` (``"none"`` needs ``secure``).
+        secure: send only over HTTPS.
+        max_age: the session's default lifetime in seconds (also its cookie Max-Age), or ``-1``
+            for sessions that do not expire.
+        path: cookie Path.
+        domain: cookie Domain, or ``None`` for host-only.
+        signing_keys: HMAC-SHA256 keys; when given, cookie values carry a signature made with
+            the first key, and any of the keys verifies (rotate by prepending a new key).
+    """
+
+    name: str = "id"
+    http_only: bool = True
+    same_site: SameSite = "lax"
+    secure: bool = True
+    max_age: int = 600
+    path: str = "/"
+    domain: str | None = None
+    signing_keys: Sequence[bytes | str] = field(default=(), repr=False)
+
+    def __post_init__(self) -> None:
+        keys = tuple(k.encode() if isinstance(k, str) else bytes(k) for k in self.signing_keys)
+        object.__setattr__(self, "signing_keys", keys)
+        _check_options(self)
+
+    @staticmethod
+    def build() -> CookieOptionsBuilder:
+        """Start a fluent builder from the defaults, in the style of ruts."""
+        return CookieOptionsBuilder(CookieOptions())
+
+    # -- wire forms --------------------------------------------------------------------------
+
+    def encode(self, session_id: SessionId) -> str:
+        """The cookie value for ``session_id``: the id, plus ``.signature`` when signing."""
+        text = str(session_id)
+        if not self.signing_keys:
+            return text
+        return f"{text}.{self._sign(self.signing_keys[0], text)}"
+
+    def decode(self, value: str) -> SessionId | None:
+        """The id in a cookie value, or ``None`` when it is malformed or badly signed."""
+        if self.signing_keys:
+            text, dot, sig = value.partition(".")
+            if not dot or len(sig) != _SIG_CHARS:
+                return None
+            if not any(hmac.compare_digest(self._sign(k, text), sig) for k in self.signing_keys):
+                return None
+            value = text
+        if len(value) != ID_CHARS:
+            return None
+        try:
+            return SessionId.parse(value)
+        except InvalidSessionId:
+            return None
+
+    def _sign(self, key: bytes | str, text: str) -> str:
+        # The cookie name is signed too, so a value cannot be moved to another cookie.
+        raw = key.encode() if isinstance(key, str) else key
+        mac = hmac.new(raw, f"{self.name}={text}".encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(mac).rstrip(b"=").decode("ascii")
+
+    def session_id_from_header(self, header: str | bytes | None) -> SessionId | None:
+        """The session id in a request's ``Cookie`` header, or ``None``.
+
+        Malformed headers, values and signatures all read as "no session". When several
+        cookies carry our name (e.g. set for different paths), the first valid one wins.
+        """
+        if not header:
+            return None
+        if isinstance(header, bytes):
+            header = header.decode("latin-1")
+        if len(header) > 16384 or self.name not in header:
+            return None
+        for pair in header.split(";"):
+            name, eq, value = pair.partition("=")
+            if not eq or name.strip() != self.name:
+                continue
+            value = value.strip()
+            if len(value) >= 2 and value[0] == value[-1] == '"':
+                value = value[1:-1]
+            found = self.decode(value)
+            if found is not None:
+                return found
+        return None
+
+    def set_cookie_header(self, session_id: SessionId, max_age: int) -> str:
+        """A ``Set-Cookie`` value carrying ``session_id`` for ``max_age`` seconds."""
+        return self._render(self.encode(session_id), live_max_age(max_age), None)
+
+    def removal_header(self) -> str:
+        """A ``Set-Cookie`` value that makes browsers drop the session cookie."""
+        return self._render("", 0, _EXPIRED)
+
+    def _render(self, value: str, max_age: int, expires: str | None) -> str:
+        parts = [f"{self.name}={value}", f"Max-Age={max_age}"]
+        if expires is not None:
+            parts.append(f"Expires={expires}")
+        parts.append(f"Path={self.path}")
+        if self.domain is not None:
+            parts.append(f"Domain={self.domain}")
+        if self.secure:
+            parts.append("Secure")
+        if self.http_only:
+            parts.append("HttpOnly")
+        parts.append(f"SameSite={self.same_site.capitalize()}")
+        return "; ".join(parts)
+
+
+def live_max_age(ttl: int) -> int:
+    """The Max-Age for a live session whose store reports ``ttl`` (``-1``: persistent)."""
+    if ttl == -1:
+        return MAX_COOKIE_AGE
+    return min(max(ttl, 1), MAX_COOKIE_AGE)
+
+
+@dataclass(frozen=True, slots=True)
+class CookieOptionsBuilder:
+    """Fluent, immutable builder: each call returns a new builder.
+
+    Everything that takes :class:`CookieOptions` also takes a builder.
+    """
+
+    options: CookieOptions
+
+    def name(self, name: str) -> CookieOptionsBuilder:
+        return CookieOptionsBuilder(replace(self.options, name=name))
+
+    def http_only(self, http_only: bool) -> CookieOptionsBuilder:
+        return CookieOptionsBuilder(replace(self.options, http_only=http_only))
+
+    def same_site(self, same_site: SameSite) -> CookieOptionsBuilder:
+        return CookieOptionsBuilder(replace(self.options, same_site=same_site))
+
+    def secure(self, secure: bool) -> CookieOptionsBuilder:
+        return CookieOptionsBuilder(replace(self.options, secure=secure))
+
+    def max_age(self, max_age: int) -> CookieOptionsBuilder:
+        return CookieOptionsBuilder(replace(self.options, max_age=max_age))
+
+    def path(self, path: str) -> CookieOptionsBuilder:
+        return CookieOptionsBuilder(replace(self.options, path=path))
+
+    def domain(self, domain: str | None) -> CookieOptionsBuilder:
+        return CookieOptionsBuilder(replace(self.options, domain=domain))
+
+    def signing_keys(self, keys: Iterable[bytes | str]) -> CookieOptionsBuilder:
+        return CookieOptionsBuilder(replace(self.options, signing_keys=tuple(keys)))
+
+    def finish(self) -> CookieOptions:
+        """The :class:`CookieOptions` built so far."""
+        return self.options
+
+
+def as_cookie_options(cookie: CookieOptions | CookieOptionsBuilder | None) -> CookieOptions:
+    """Accept options, a builder, or ``None`` for the defaults."""
+    if cookie is None:
+        return CookieOptions()
+    if isinstance(cookie, CookieOptionsBuilder):
+        return cookie.options
+    if isinstance(cookie, CookieOptions):
+        return cookie
+    raise TypeError(f"expected CookieOptions, got {type(cookie).__name__}")

@@ -1,0 +1,97 @@
+"""Session ids: 128 random bits, rendered as 22 characters of unpadded base64url."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import secrets
+from typing import Final
+
+from ._errors import InvalidSessionId
+
+ID_BYTES: Final = 16
+ID_CHARS: Final = 22
+#: Bytes of an id that :meth:`SessionId.regenerate` keeps. Three bytes are exactly the first four
+#: characters of the text form, which stores use as a cluster hash tag; the other 13 bytes
+#: (104 bits) are always fresh.
+TAG_BYTES: Final = 3
+TAG_CHARS: Final = 4
+
+# 21 free characters, then one whose low 4 bits must be zero: 16 bytes are 128 bits and the
+# 22 characters carry 132, so a canonical encoding pads with zero bits.
+_CANONICAL = re.compile(r"[A-Za-z0-9_-]{21}[AQgw]")
+
+
+class SessionId:
+    """An opaque session id.
+
+    ``str(id)`` gives the cookie value; ``repr(id)`` never shows it, because the id is a
+    credential and reprs end up in logs and tracebacks.
+    """
+
+    __slots__ = ("_bytes", "_text")
+
+    _bytes: bytes
+    _text: str
+
+    def __init__(self, raw: bytes) -> None:
+        if type(raw) is not bytes or len(raw) != ID_BYTES:
+            raise InvalidSessionId(f"a session id is exactly {ID_BYTES} bytes")
+        self._bytes = raw
+        self._text = base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+    @classmethod
+    def generate(cls) -> SessionId:
+        """Return a new id made of 128 bits from :mod:`secrets`."""
+        return cls(secrets.token_bytes(ID_BYTES))
+
+    def regenerate(self) -> SessionId:
+        """Return a new id that keeps this id's hash-tag part and draws 104 fresh bits.
+
+        Keeping the tag lets a rename stay inside one Redis Cluster hash slot.
+        """
+        return SessionId(self._bytes[:TAG_BYTES] + secrets.token_bytes(ID_BYTES - TAG_BYTES))
+
+    @classmethod
+    def parse(cls, text: str) -> SessionId:
+        """Parse the cookie form of an id.
+
+        Raises:
+            InvalidSessionId: ``text`` is not 22 canonical base64url characters.
+        """
+        if not isinstance(text, str) or _CANONICAL.fullmatch(text) is None:
+            raise InvalidSessionId(
+                "a session id is 22 characters of unpadded base64url (A-Z a-z 0-9 - _)"
+            )
+        try:
+            return cls(base64.urlsafe_b64decode(text + "=="))
+        except binascii.Error as exc:  # pragma: no cover - the pattern already rules it out
+            raise InvalidSessionId("a session id is unpadded base64url") from exc
+
+    @property
+    def bytes(self) -> bytes:
+        """The 16 raw bytes."""
+        return self._bytes
+
+    @property
+    def tag(self) -> str:
+        """The first four characters, kept across :meth:`regenerate` (a cluster hash tag)."""
+        return self._text[:TAG_CHARS]
+
+    def __str__(self) -> str:
+        return self._text
+
+    def __repr__(self) -> str:
+        return "SessionId(<redacted>)"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SessionId):
+            return NotImplemented
+        return secrets.compare_digest(self._bytes, other._bytes)
+
+    def __hash__(self) -> int:
+        return hash(self._bytes)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        raise TypeError("session ids are credentials and are not pickled")

@@ -1,0 +1,412 @@
+"""Session: the per-request handle on one session's fields in a store."""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, Final
+
+import trio
+
+from ._cookies import CookieOptions, CookieOptionsBuilder, as_cookie_options
+from ._errors import InvalidField, SerializationError, SessionStateError
+from ._ids import SessionId
+from ._map import SessionMap, decode
+from ._serializers import CborSerializer, Serializer
+from ._store import Placement, SessionStore, Write
+from ._strategy import unwrap
+
+#: Longest field name, in UTF-8 bytes.
+MAX_FIELD_BYTES: Final = 256
+_DEFAULT_SERIALIZER: Final = CborSerializer()
+
+
+class CookieChange(enum.Enum):
+    """What the response must do with the session cookie."""
+
+    NONE = "none"
+    SET = "set"
+    CLEAR = "clear"
+
+
+def check_field(field: object) -> str:
+    """Validate a field name: 1-256 UTF-8 bytes, no control characters."""
+    if not isinstance(field, str):
+        raise InvalidField(f"field names are str, not {type(field).__name__}")
+    if not field or len(field.encode("utf-8", "surrogatepass")) > MAX_FIELD_BYTES:
+        raise InvalidField(f"field names are 1 to {MAX_FIELD_BYTES} UTF-8 bytes long")
+    if not field.isprintable():
+        raise InvalidField(f"field name {field[:40]!r} contains control characters")
+    return field
+
+
+def check_ttl(ttl: object, *, what: str = "ttl") -> int | None:
+    """Validate a TTL argument: ``None``, ``-1``, ``0`` or a positive int of seconds."""
+    if ttl is None:
+        return None
+    if type(ttl) is not int or ttl < -1:
+        raise InvalidField(
+            f"{what} must be None, -1 (never expires), 0 (remove) or a positive number of "
+            f"seconds; got {ttl!r}"
+        )
+    return ttl
+
+
+class Session:
+    """One session, loaded lazily: nothing touches the store until a method is awaited.
+
+    A ``Session`` belongs to one request (or one websocket connection); it may be shared by
+    that request's tasks. The id is taken as a claim only: reads of an unknown id find
+    nothing, and a write to an id the store does not hold goes to a freshly minted id.
+
+    Args:
+        store: an open :class:`~trio_ruts.stores.SessionStore`.
+        id: the id from the client, or ``None``.
+        cookie: cookie options; ``max_age`` is the session's default lifetime.
+        serializer: encodes values (default :class:`~trio_ruts.CborSerializer`).
+    """
+
+    __slots__ = (
+        "_age_override",
+        "_cookie",
+        "_cookie_change",
+        "_cookie_ttl",
+        "_frozen",
+        "_id",
+        "_id_lock",
+        "_pending",
+        "_serializer",
+        "_store",
+        "_verified",
+    )
+
+    def __init__(
+        self,
+        store: SessionStore,
+        id: SessionId | None = None,
+        *,
+        cookie: CookieOptions | CookieOptionsBuilder | None = None,
+        serializer: Serializer | None = None,
+    ) -> None:
+        if id is not None and not isinstance(id, SessionId):
+            raise TypeError("id must be a SessionId or None; use SessionId.parse() on text")
+        self._store = store
+        self._cookie = as_cookie_options(cookie)
+        self._serializer = _DEFAULT_SERIALIZER if serializer is None else serializer
+        self._id = id
+        self._verified = False  # the store is known to hold self._id
+        self._pending: SessionId | None = None
+        self._id_lock: trio.Lock | None = None
+        self._cookie_change = CookieChange.NONE
+        self._cookie_ttl: int | None = None  # the store's last word on the remaining lifetime
+        self._age_override: int | None = None  # set_expiration()
+        self._frozen: str | None = None  # why the id may no longer change
+
+    @classmethod
+    def from_cookie_header(
+        cls,
+        store: SessionStore,
+        header: str | bytes | None,
+        *,
+        cookie: CookieOptions | CookieOptionsBuilder | None = None,
+        serializer: Serializer | None = None,
+    ) -> Session:
+        """The session named by a request's ``Cookie`` header (malformed: no session)."""
+        options = as_cookie_options(cookie)
+        found = options.session_id_from_header(header)
+        return cls(store, found, cookie=options, serializer=serializer)
+
+    # -- state -------------------------------------------------------------------------------
+
+    @property
+    def id(self) -> SessionId | None:
+        """The current id, or ``None`` when there is no session."""
+        return self._id
+
+    @property
+    def store(self) -> SessionStore:
+        return self._store
+
+    @property
+    def cookie_options(self) -> CookieOptions:
+        return self._cookie
+
+    @property
+    def cookie_change(self) -> CookieChange:
+        """What the response must do with the cookie, given what happened so far."""
+        return self._cookie_change
+
+    def cookie_header(self) -> str | None:
+        """The ``Set-Cookie`` value the response needs, or ``None`` to leave the cookie alone."""
+        if self._cookie_change is CookieChange.CLEAR:
+            return self._cookie.removal_header()
+        if self._cookie_change is CookieChange.SET and self._id is not None:
+            age = self._age_override
+            if age is None:
+                age = self._cookie_ttl if self._cookie_ttl is not None else self._cookie.max_age
+            return self._cookie.set_cookie_header(self._id, age)
+        return None
+
+    def freeze_id(self, reason: str) -> None:
+        """Forbid id changes from now on (the cookie can no longer reach the client).
+
+        Integrations call this, e.g. once a websocket handshake was answered. Later calls
+        that would change the id raise :class:`~trio_ruts.SessionStateError` with ``reason``.
+        """
+        self._frozen = reason
+
+    def _check_not_frozen(self) -> None:
+        if self._frozen is not None:
+            raise SessionStateError(
+                f"the session id cannot change now: {self._frozen}; change it before the "
+                f"cookie is sent (e.g. before websocket.accept())"
+            )
+
+    def _mark_set(self, ttl: int) -> None:
+        self._cookie_change = CookieChange.SET
+        self._cookie_ttl = ttl
+
+    # -- reads -------------------------------------------------------------------------------
+
+    async def get(self, field: str, default: Any = None) -> Any:
+        """The field's value, or ``default`` when the session or field is absent or expired.
+
+        Raises:
+            SerializationError: the stored bytes cannot be decoded (names the field).
+        """
+        check_field(field)
+        if self._id is None:
+            await trio.lowlevel.checkpoint()
+            return default
+        data = await self._store.get(self._id, field)
+        if data is None:
+            return default
+        self._verified = True
+        return decode(self._serializer, field, data)
+
+    async def get_all(self) -> SessionMap | None:
+        """All live fields, decoded lazily, or ``None`` when there is no session."""
+        if self._id is None:
+            await trio.lowlevel.checkpoint()
+            return None
+        record = await self._store.get_all(self._id)
+        if record is None:
+            return None
+        self._verified = True
+        return SessionMap({k: f.value for k, f in record.fields.items()}, self._serializer)
+
+    # -- writes ------------------------------------------------------------------------------
+
+    async def insert(self, field: str, value: Any, ttl: int | None = None) -> bool:
+        """Set ``field`` only if it is absent.
+
+        Args:
+            field: the field name.
+            value: the value, or a layered strategy (``WriteThrough``, ``HotOnly``, ``ColdOnly``).
+            ttl: ``None`` (lives with the session), seconds, ``-1`` (never expires), or ``0``
+                (nothing to insert: returns ``False``).
+
+        Returns:
+            ``True`` if the field was written.
+
+        Cancellation: the field is either written or untouched; the session keeps its id.
+        """
+        return await self._write(field, value, ttl, only_if_absent=True)
+
+    async def update(self, field: str, value: Any, ttl: int | None = None) -> bool:
+        """Set ``field`` whether or not it exists; ``ttl=0`` removes it instead.
+
+        Returns:
+            ``True`` if the field was written (or, with ``ttl=0``, removed).
+
+        Cancellation: the field is either written or untouched; the session keeps its id.
+        """
+        return await self._write(field, value, ttl, only_if_absent=False)
+
+    async def _write(
+        self, field: str, value: Any, ttl: int | None, *, only_if_absent: bool
+    ) -> bool:
+        check_field(field)
+        ttl = check_ttl(ttl)
+        if ttl == 0:
+            if only_if_absent:
+                await trio.lowlevel.checkpoint()
+                return False
+            return await self.remove(field)
+        pending = self._pending
+        try:
+            plain, placement, hot_ttl = unwrap(value)
+            try:
+                data = self._serializer.dumps(plain)
+            except Exception as exc:
+                raise SerializationError(
+                    f"field {field!r}: {type(plain).__name__} value cannot be encoded by "
+                    f"{self._serializer!r} ({exc})",
+                    field=field,
+                ) from exc
+            if self._verified and pending is None:
+                return await self._write_once(field, data, ttl, only_if_absent, placement, hot_ttl)
+            # The id may change (new session, unknown id, pending rename): one at a time, so
+            # that concurrent first writes land in one session instead of minting one each.
+            async with self._lock():
+                return await self._write_once(field, data, ttl, only_if_absent, placement, hot_ttl)
+        finally:
+            # Consumed or failed, a pending id is used once; a newer one set meanwhile stays.
+            if pending is not None and self._pending is pending:
+                self._pending = None
+
+    async def _write_once(
+        self,
+        field: str,
+        data: bytes,
+        ttl: int | None,
+        only_if_absent: bool,
+        placement: Placement,
+        hot_ttl: int | None,
+    ) -> bool:
+        pending = self._pending
+        if pending is not None or self._id is None:
+            self._check_not_frozen()
+        write = Write(
+            id=self._id,
+            fresh_id=pending if pending is not None else SessionId.generate(),
+            field=field,
+            value=data,
+            only_if_absent=only_if_absent,
+            field_ttl=ttl,
+            key_ttl=self._cookie.max_age,
+            rename=pending is not None and self._id is not None,
+            hot_ttl=hot_ttl,
+            placement=placement,
+        )
+        try:
+            result = await self._store.write(write)
+        finally:
+            if pending is not None and self._pending is pending:
+                self._pending = None
+        if result.id != write.id:
+            # The client's id was unknown (or expired meanwhile): the data went to a new id.
+            self._check_not_frozen()
+            self._id = result.id
+        self._verified = True
+        if result.written or result.id != write.id:
+            self._mark_set(result.ttl)
+        return result.written
+
+    def _lock(self) -> trio.Lock:
+        if self._id_lock is None:
+            self._id_lock = trio.Lock()
+        return self._id_lock
+
+    async def remove(self, field: str) -> bool:
+        """Remove ``field``. Removing the last field ends the session and clears the cookie.
+
+        Returns:
+            ``True`` if the field existed; a missing field changes nothing.
+        """
+        check_field(field)
+        if self._id is None:
+            await trio.lowlevel.checkpoint()
+            return False
+        removal = await self._store.remove(self._id, field)
+        if removal.ttl is None:
+            if removal.removed:
+                self._drop_id()
+        elif removal.removed:
+            self._verified = True
+            self._mark_set(removal.ttl)
+        return removal.removed
+
+    async def delete(self) -> bool:
+        """Delete the whole session and clear the cookie; a later write starts a new session
+        under a new id.
+
+        Returns:
+            ``True`` if there was a session to delete.
+        """
+        if self._id is None:
+            await trio.lowlevel.checkpoint()
+            return False
+        deleted = await self._store.delete(self._id)
+        self._drop_id()
+        return deleted
+
+    def _drop_id(self) -> None:
+        self._id = None
+        self._verified = False
+        self._pending = None
+        self._cookie_change = CookieChange.CLEAR
+
+    async def expire(self, seconds: int) -> bool:
+        """Set the session's remaining lifetime: seconds, ``-1`` persistent, ``0`` deletes.
+
+        Returns:
+            ``True`` if the session existed.
+        """
+        if check_ttl(seconds, what="seconds") is None:
+            raise InvalidField("seconds must be -1, 0 or a positive number of seconds")
+        if seconds == 0:
+            return await self.delete()
+        if self._id is None:
+            await trio.lowlevel.checkpoint()
+            return False
+        if not await self._store.expire(self._id, seconds):
+            return False
+        self._verified = True
+        self._mark_set(seconds)
+        return True
+
+    def set_expiration(self, seconds: int) -> None:
+        """Use ``seconds`` as the cookie's Max-Age for the rest of this request (``-1``: the
+        longest browsers accept). The store is not touched; use :meth:`expire` for that."""
+        if type(seconds) is not int or not (seconds > 0 or seconds == -1):
+            raise InvalidField("seconds must be a positive number of seconds or -1")
+        if self._id is not None and self._cookie_change is not CookieChange.CLEAR:
+            self._cookie_change = CookieChange.SET
+        self._age_override = seconds
+
+    # -- renames -----------------------------------------------------------------------------
+
+    async def regenerate(self) -> SessionId | None:
+        """Move the session's data to a fresh id atomically (do it at login).
+
+        Returns:
+            The new id, or ``None`` if there is no session.
+
+        Raises:
+            SessionIdCollision: the new id exists already; both sessions are untouched.
+
+        Cancellation: the session is under either the old id or the new one; this object
+        keeps the old id.
+        """
+        if self._id is None:
+            await trio.lowlevel.checkpoint()
+            return None
+        self._check_not_frozen()
+        async with self._lock():
+            if self._id is None:
+                return None
+            new = self._id.regenerate()
+            ttl = await self._store.rename(self._id, new)
+            if ttl is None:
+                return None
+            self._id = new
+            self._pending = None
+            self._verified = True
+            self._mark_set(ttl)
+            return new
+
+    def prepare_regenerate(self) -> SessionId:
+        """Choose a new id now; the next ``insert``/``update`` writes and moves the session
+        to it in one atomic store call. Calling it again replaces the pending id. If that
+        write fails, the session keeps its old id and the pending id is dropped.
+
+        Returns:
+            The id the session will have after the next write.
+        """
+        self._check_not_frozen()
+        self._pending = SessionId.generate() if self._id is None else self._id.regenerate()
+        return self._pending
+
+    def __repr__(self) -> str:
+        state = "none" if self._id is None else ("known" if self._verified else "unverified")
+        return f"<Session {state} store={type(self._store).__name__}>"

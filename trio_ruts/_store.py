@@ -1,0 +1,263 @@
+"""The store interface: what a backend implements so that :class:`~trio_ruts.Session` can use it.
+
+Stores only see bytes. A store keeps *sessions*, each addressed by a :class:`SessionId` and
+holding *fields*; each field has a value and optionally a lifetime of its own. Every method
+is one atomic step against the backend: concurrent callers never observe or cause a
+half-applied change, and a cancelled call either happened entirely or not at all.
+
+Lifetimes, as every store must implement them (seconds, decided by the backend's clock):
+
+* a session's remaining lifetime (its *ttl*) is a positive number, or ``-1`` when it never
+  expires; a session with no live field does not exist;
+* a field's own ttl is ``None`` (it lives as long as its session), a positive number, or ``-1``
+  (it never expires, and writing it makes the session persistent);
+* a write sets the session's expiry to ``max(current, now + key_ttl, now + field_ttl)``
+  (``-1`` anywhere makes it persistent): a write never shortens a session;
+* :meth:`SessionStore.expire` sets the session's remaining lifetime exactly (it may shorten);
+* an expired field or session is invisible to every read at once, whether or not a
+  background sweep has already purged it.
+
+A third-party store subclasses :class:`SessionStore`, implements the abstract methods and,
+if it holds connections or runs tasks, :meth:`SessionStore._open` and
+:meth:`SessionStore._close`. The contract test suite in ``tests/contract`` is the
+executable form of these rules: plug a new store into its ``store`` fixture.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from collections.abc import Mapping
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Final, Self
+
+import trio
+
+from ._errors import StoreNotOpen
+from ._ids import SessionId
+
+#: Hot copies of persistent fields expire after this long unless configured otherwise.
+DEFAULT_HOT_TTL_CAP: Final = 3600
+#: How long a store's ``aclose`` may spend releasing connections when cancelled.
+CLOSE_TIMEOUT: Final = 5.0
+
+
+class Placement(enum.Enum):
+    """Which layers of a :class:`~trio_ruts.stores.LayeredStore` a write goes to.
+
+    Single stores write the field whatever the placement.
+    """
+
+    BOTH = "both"
+    HOT = "hot"
+    COLD = "cold"
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    """One field write, with everything a store needs to apply it atomically.
+
+    Attributes:
+        id: the session's current id, or ``None`` when there is no session yet.
+        fresh_id: where the session is created when ``id`` is ``None`` or not in the store
+            (an id the store does not hold is never adopted), and where it moves to when
+            ``rename`` is set. If ``fresh_id`` is already taken the store raises
+            :class:`~trio_ruts.SessionIdCollision` and changes nothing.
+        field: the field name.
+        value: the encoded value.
+        only_if_absent: write only if the field is absent (``insert``); otherwise upsert.
+        field_ttl: the field's own lifetime: ``None``, seconds ``> 0``, or ``-1``.
+        key_ttl: the session's default lifetime: seconds ``> 0`` or ``-1``.
+        rename: move the session to ``fresh_id`` in the same atomic step.
+        hot_ttl: for layered stores, the longest lifetime of the field's hot copy; ``0``
+            means "never cache this field hot". Other stores keep it, so that they can act
+            as the cold layer, and otherwise ignore it.
+        placement: for layered stores, which layers receive the write.
+    """
+
+    id: SessionId | None
+    fresh_id: SessionId
+    field: str
+    value: bytes
+    only_if_absent: bool
+    field_ttl: int | None
+    key_ttl: int
+    rename: bool = False
+    hot_ttl: int | None = None
+    placement: Placement = Placement.BOTH
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """What a write did.
+
+    Attributes:
+        written: the field was written (``False``: ``only_if_absent`` found it present).
+        id: the id the session lives under after the call.
+        ttl: the session's remaining lifetime after the call (seconds, or ``-1``).
+    """
+
+    written: bool
+    id: SessionId
+    ttl: int
+
+
+@dataclass(frozen=True, slots=True)
+class Removal:
+    """What a field removal did.
+
+    Attributes:
+        removed: the field existed and is gone.
+        ttl: the session's remaining lifetime, or ``None`` if the session no longer exists
+            (it was absent, or its last field was removed).
+    """
+
+    removed: bool
+    ttl: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class FieldRecord:
+    """A live field as stored.
+
+    Attributes:
+        value: the encoded value.
+        ttl: the field's own remaining lifetime: ``None`` (lives with the session), seconds,
+            or ``-1`` (never expires).
+        hot_ttl: the hot-layer policy recorded at write time (see :class:`Write`).
+    """
+
+    value: bytes
+    ttl: int | None = None
+    hot_ttl: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    """A whole live session: its remaining lifetime and its live fields (never empty)."""
+
+    ttl: int
+    fields: Mapping[str, FieldRecord]
+
+
+class SessionStore(abc.ABC):
+    """Base class of every store: an async context manager that owns a nursery.
+
+    ``async with store:`` opens connections and starts background tasks inside the store's own
+    nursery; leaving the block (or :meth:`aclose`) stops and releases all of them, also when
+    cancelled. Calls before opening raise :class:`~trio_ruts.StoreNotOpen`; calls after
+    closing raise :class:`trio.ClosedResourceError`.
+    """
+
+    _stack: AsyncExitStack | None = None
+    _nursery: trio.Nursery | None = None
+    _closed: bool = False
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    @property
+    def is_open(self) -> bool:
+        """``True`` between a successful ``__aenter__`` and ``aclose``."""
+        return self._nursery is not None and not self._closed
+
+    async def __aenter__(self) -> Self:
+        if self._stack is not None or self._closed:
+            raise RuntimeError(f"{type(self).__name__} can be opened only once")
+        stack = AsyncExitStack()
+        nursery = await stack.enter_async_context(trio.open_nursery())
+        try:
+            await self._open(nursery)
+        except BaseException:
+            # Leave the nursery cleanly so the caller sees the open error itself, not an
+            # ExceptionGroup around it.
+            nursery.cancel_scope.cancel()
+            await stack.aclose()
+            self._closed = True
+            raise
+        self._stack = stack
+        self._nursery = nursery
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop background tasks and release every connection. Idempotent.
+
+        Cancellation: resources are still released, within a bounded shielded deadline.
+        """
+        if self._closed or self._stack is None or self._nursery is None:
+            self._closed = True
+            await trio.lowlevel.checkpoint()
+            return
+        self._closed = True
+        try:
+            with trio.move_on_after(CLOSE_TIMEOUT, shield=True):
+                await self._close()
+        finally:
+            self._nursery.cancel_scope.cancel()
+            await self._stack.aclose()
+
+    async def _open(self, nursery: trio.Nursery) -> None:  # noqa: B027 - optional hook
+        """Open connections and start background tasks in ``nursery``."""
+
+    async def _close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections; runs shielded with a deadline before the nursery is cancelled."""
+
+    def _check_open(self) -> None:
+        """Raise unless the store may be used now (call it before the first await)."""
+        if self._closed:
+            raise trio.ClosedResourceError(f"{type(self).__name__} is closed")
+        if self._nursery is None:
+            raise StoreNotOpen(
+                f"{type(self).__name__} is not open: use `async with store:` around its use"
+            )
+
+    # -- operations ----------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def get(self, id: SessionId, field: str) -> bytes | None:
+        """The field's value, or ``None`` if the session or field is absent or expired."""
+
+    @abc.abstractmethod
+    async def get_all(self, id: SessionId) -> SessionRecord | None:
+        """The whole live session, or ``None``."""
+
+    @abc.abstractmethod
+    async def write(self, write: Write) -> WriteResult:
+        """Apply ``write`` atomically (see :class:`Write`).
+
+        Raises:
+            SessionIdCollision: ``fresh_id`` was needed and is taken; nothing changed.
+        """
+
+    @abc.abstractmethod
+    async def remove(self, id: SessionId, field: str) -> Removal:
+        """Remove one field; removing the last live field ends the session."""
+
+    @abc.abstractmethod
+    async def delete(self, id: SessionId) -> bool:
+        """Delete the whole session; ``True`` if it existed."""
+
+    @abc.abstractmethod
+    async def expire(self, id: SessionId, seconds: int) -> bool:
+        """Set the session's remaining lifetime: ``> 0`` seconds, ``-1`` persistent, ``0``
+        deletes. ``True`` if the session existed."""
+
+    @abc.abstractmethod
+    async def rename(self, old: SessionId, new: SessionId) -> int | None:
+        """Move a session to a new id atomically, keeping fields and lifetimes.
+
+        Returns:
+            The session's remaining lifetime under ``new``, or ``None`` if ``old`` is absent.
+
+        Raises:
+            SessionIdCollision: ``new`` already exists; both sessions are unchanged.
+        """

@@ -1,0 +1,45 @@
+"""Session stores. ``MemoryStore`` is always available; the others import their drivers only
+when first used (``pip install trio-ruts[redis]`` / ``[postgres]``)."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from .._store import FieldRecord as FieldRecord
+from .._store import Placement as Placement
+from .._store import Removal as Removal
+from .._store import SessionRecord as SessionRecord
+from .._store import SessionStore as SessionStore
+from .._store import Write as Write
+from .._store import WriteResult as WriteResult
+from .._strategy import ColdOnly as ColdOnly
+from .._strategy import HotOnly as HotOnly
+from .._strategy import WriteThrough as WriteThrough
+from ._memory import MemoryStore as MemoryStore
+
+# name -> module, imported on first attribute access so that no driver loads before it is used.
+_LAZY: dict[str, str] = {}
+
+__all__ = [
+    "ColdOnly",
+    "FieldRecord",
+    "HotOnly",
+    "MemoryStore",
+    "Placement",
+    "Removal",
+    "SessionRecord",
+    "SessionStore",
+    "Write",
+    "WriteResult",
+    "WriteThrough",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
