@@ -1,0 +1,49 @@
+"""Login and logout: the id is regenerated at login, so a planted id is worthless.
+
+``prepare_regenerate()`` + ``update()`` writes the user and moves the session to a fresh id
+in one atomic store call; logout deletes the session and clears the cookie.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from quart import abort, request
+from quart_trio import QuartTrio
+
+from trio_ruts import CookieOptions, MemoryStore
+from trio_ruts.quart import Sessions, session
+
+USERS = {"alice": "wonderland", "bob": "builder"}  # demo credentials
+
+app = QuartTrio("login")
+Sessions(app, MemoryStore(), cookie=CookieOptions(name="sid", max_age=1800, secure=False))
+
+
+@app.post("/login")
+async def login() -> dict[str, str]:
+    form = await request.form
+    user, password = form.get("user", ""), form.get("password", "")
+    expected = USERS.get(user)
+    if expected is None or not hmac.compare_digest(expected, password):
+        abort(401)
+    session.prepare_regenerate()  # new id at the privilege change...
+    await session.update("user", user)  # ...written and renamed atomically
+    await session.update("flash", f"welcome, {user}", ttl=60)  # expires on its own
+    return {"user": user}
+
+
+@app.get("/me")
+async def me() -> dict[str, str | None]:
+    return {"user": await session.get("user"), "flash": await session.get("flash")}
+
+
+@app.post("/logout")
+async def logout() -> dict[str, bool]:
+    return {"logged_out": await session.delete()}
+
+
+if __name__ == "__main__":
+    from _serve import run
+
+    run(app, "trio-ruts login/logout example")

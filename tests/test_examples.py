@@ -1,0 +1,122 @@
+"""The examples work: the main-job demo as a real process, the others in-process."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import trio
+from trio_websocket import open_websocket_url
+
+from tests.integration.server import no_cookie_jar, served
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+sys.path.insert(0, str(EXAMPLES))
+
+import login  # noqa: E402
+import websocket_chat  # noqa: E402
+
+
+def test_counter_demo_process() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, str(EXAMPLES / "counter.py"), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert proc.stdout is not None
+        url = None
+        for line in proc.stdout:
+            match = re.search(r"listening on (http://\S+?)/ ", line)
+            if match:
+                url = match.group(1)
+                break
+        assert url is not None, "the demo did not say where it listens"
+        with httpx.Client(base_url=url, cookies=no_cookie_jar()) as http:
+            first = http.get("/")
+            assert first.text == "You've visited this page 1 times\n"
+            jar = {"Cookie": first.headers["set-cookie"].split(";")[0]}
+            assert http.get("/", headers=jar).text == "You've visited this page 2 times\n"
+            peek = http.get("/peek", headers=jar)
+            assert peek.text == "count is 2\n"
+            assert "set-cookie" not in peek.headers
+        proc.send_signal(signal.SIGTERM)
+        rest = proc.communicate(timeout=30)[0]
+        assert "stopped" in rest
+        assert proc.returncode == 0
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+async def test_login_example_regenerates() -> None:
+    app = login.app
+    async with app.test_app():
+        client = app.test_client()
+        bad = await client.post("/login", form={"user": "alice", "password": "nope"})
+        assert bad.status_code == 401
+        ok = await client.post("/login", form={"user": "alice", "password": "wonderland"})
+        assert ok.status_code == 200
+        me = await client.get("/me")
+        assert await me.get_json() == {"user": "alice", "flash": "welcome, alice"}
+        out = await client.post("/logout")
+        assert await out.get_json() == {"logged_out": True}
+        assert await (await client.get("/me")).get_json() == {"user": None, "flash": None}
+
+
+async def test_websocket_chat_example() -> None:
+    async with (
+        served(websocket_chat.app) as url,
+        httpx.AsyncClient(base_url=url, cookies=no_cookie_jar()) as http,
+    ):
+        page = await http.get("/")
+        assert "new WebSocket" in page.text
+        login_response = await http.post("/login", data={"user": "bob", "password": "builder"})
+        assert login_response.status_code == 303
+        cookie = login_response.headers["set-cookie"].split(";")[0]
+        ws_url = url.replace("http://", "ws://") + "/ws"
+        async with open_websocket_url(ws_url, extra_headers=[(b"cookie", cookie.encode())]) as ws:
+            assert await ws.get_message() == "hello, bob"
+            await ws.send_message("hi")
+            assert await ws.get_message() == "bob: hi"
+        async with open_websocket_url(ws_url) as ws:
+            assert [k for k, _ in ws.handshake_headers if k == b"set-cookie"]
+            assert await ws.get_message() == "hello, anonymous visitor"
+
+
+def test_worker_example() -> None:
+    out = subprocess.run(
+        [sys.executable, str(EXAMPLES / "worker.py")],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
+    assert "fields: {'user': 'alice', 'cart': ['book']}" in out
+    assert "deleted: True" in out
+    assert "web session now: None" in out
+
+
+async def test_trio_websocket_example() -> None:
+    import trio_websocket_server
+
+    async with trio_websocket_server.MemoryStore() as store, trio.open_nursery() as nursery:
+        server = await nursery.start(
+            trio_websocket_server.serve_websocket,
+            lambda r: trio_websocket_server.handler(store, r),
+            "127.0.0.1",
+            0,
+            None,
+        )
+        async with open_websocket_url(f"ws://127.0.0.1:{server.port}/") as ws:
+            assert await ws.get_message() == "visit 1"
+            await ws.send_message("ping")
+            assert await ws.get_message() == "echo: ping"
+        nursery.cancel_scope.cancel()

@@ -1,0 +1,178 @@
+"""Quart-trio extension: a per-request :class:`~trio_ruts.Session` and its cookie.
+
+Usage::
+
+    from quart_trio import QuartTrio
+    from trio_ruts import CookieOptions, MemoryStore
+    from trio_ruts.quart import Sessions, session
+
+    app = QuartTrio(__name__)
+    Sessions(app, MemoryStore(), cookie=CookieOptions(max_age=3600))
+
+    @app.route("/")
+    async def index():
+        count = await session.get("count", 0) + 1
+        await session.update("count", count)
+        return f"You've visited this page {count} times"
+
+The store is opened when the app starts serving, as a task in the app's nursery, and closed
+when it stops (also when shutdown is a cancellation). A store that is already open when the
+app starts is used as it is and left open.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, Final, cast
+
+import trio
+from quart import current_app, g, has_websocket_context, request, websocket
+from quart.signals import got_request_exception
+from quart_trio import QuartTrio
+from werkzeug.local import LocalProxy
+
+from ._cookies import CookieOptions, CookieOptionsBuilder, as_cookie_options
+from ._errors import SessionStateError
+from ._serializers import Serializer
+from ._session import Session
+from ._store import SessionStore
+
+__all__ = ["Sessions", "session"]
+
+_EXTENSION: Final = "trio_ruts"
+_SESSION: Final = "_trio_ruts_session"
+_RAISED: Final = "_trio_ruts_raised"
+_ACCEPTED: Final = "_trio_ruts_ws_accepted"
+_FROZEN_REASON: Final = "the websocket handshake was already answered"
+
+
+class Sessions:
+    """Server-side sessions for a :class:`quart_trio.QuartTrio` app.
+
+    Args:
+        app: the app, or ``None`` to call :meth:`init_app` later.
+        store: the session store (opened by the app if not open yet).
+        cookie: cookie options; ``max_age`` is also the default session lifetime.
+        serializer: value serializer (default CBOR).
+    """
+
+    def __init__(
+        self,
+        app: QuartTrio | None = None,
+        store: SessionStore | None = None,
+        *,
+        cookie: CookieOptions | CookieOptionsBuilder | None = None,
+        serializer: Serializer | None = None,
+    ) -> None:
+        if store is None:
+            raise TypeError("Sessions needs a store, e.g. Sessions(app, MemoryStore())")
+        self.store = store
+        self.cookie = as_cookie_options(cookie)
+        self.serializer = serializer
+        self._stop = trio.Event()
+        self._stopped = trio.Event()
+        self._owns_store = False
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: QuartTrio) -> None:
+        """Register the extension's hooks on ``app``."""
+        if not isinstance(app, QuartTrio):
+            raise TypeError("trio_ruts.quart needs a quart_trio.QuartTrio app (Trio, not asyncio)")
+        if _EXTENSION in app.extensions:
+            raise RuntimeError("Sessions is already registered on this app")
+        app.extensions[_EXTENSION] = self
+        app.before_serving(self._open_store)
+        app.after_serving(self._close_store)
+        app.after_request(self._after_request)
+        app.before_websocket(self._before_websocket)
+        got_request_exception.connect(self._on_exception, app, weak=False)
+
+    # -- store lifetime ------------------------------------------------------------------------
+
+    async def _open_store(self) -> None:
+        if self.store.is_open:
+            return
+        app = cast(QuartTrio, current_app._get_current_object())  # type: ignore[attr-defined]
+        self._stop = trio.Event()
+        self._stopped = trio.Event()
+        self._owns_store = True
+        await app.nursery.start(self._run_store)
+
+    async def _run_store(
+        self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        try:
+            async with self.store:
+                task_status.started()
+                await self._stop.wait()
+        finally:
+            self._stopped.set()
+
+    async def _close_store(self) -> None:
+        if not self._owns_store:
+            return
+        self._stop.set()
+        await self._stopped.wait()
+
+    # -- per request ---------------------------------------------------------------------------
+
+    def current(self) -> Session:
+        """The session of the current request or websocket, created on first use (no I/O)."""
+        found: Session | None = g.get(_SESSION)
+        if found is None:
+            headers = websocket.headers if has_websocket_context() else request.headers
+            found = Session.from_cookie_header(
+                self.store,
+                "; ".join(headers.getlist("Cookie")),
+                cookie=self.cookie,
+                serializer=self.serializer,
+            )
+            if g.get(_ACCEPTED):
+                found.freeze_id(_FROZEN_REASON)
+            setattr(g, _SESSION, found)
+        return found
+
+    async def _on_exception(self, sender: Any, **extra: Any) -> None:
+        setattr(g, _RAISED, True)
+
+    async def _after_request(self, response: Any) -> Any:
+        found: Session | None = g.get(_SESSION)
+        if found is None:
+            return response
+        if g.get(_RAISED) and response.status_code >= 500:
+            return response  # the handler failed: do not hand out or clear cookies
+        header = found.cookie_header()
+        if header is not None:
+            response.headers.add("Set-Cookie", header)
+        return response
+
+    async def _before_websocket(self) -> None:
+        ws = websocket._get_current_object()  # type: ignore[attr-defined]
+        original: Callable[[Any, str | None], Awaitable[None]] = ws._accept
+
+        async def accept_with_cookie(headers: Any, subprotocol: str | None) -> None:
+            found: Session | None = g.get(_SESSION)
+            if found is not None:
+                header = found.cookie_header()
+                if header is not None:
+                    headers.add("Set-Cookie", header)
+                found.freeze_id(_FROZEN_REASON)
+            setattr(g, _ACCEPTED, True)
+            await original(headers, subprotocol)
+
+        ws._accept = accept_with_cookie
+
+
+def _current_session() -> Session:
+    try:
+        extension: Sessions = current_app.extensions[_EXTENSION]
+    except KeyError:
+        raise SessionStateError(
+            "trio_ruts.quart.session is used in an app without Sessions(app, store)"
+        ) from None
+    return extension.current()
+
+
+#: The current request's (or websocket's) :class:`~trio_ruts.Session`.
+session: Session = cast(Session, LocalProxy(_current_session))

@@ -1,0 +1,79 @@
+"""Sessions for plain trio-websocket servers.
+
+Usage::
+
+    from trio_websocket import serve_websocket
+    from trio_ruts.websocket import accept, session_for
+
+    async def handler(request):
+        session = session_for(request, store, cookie=options)
+        if await session.get("user") is None:
+            await request.reject(401)
+            return
+        ws = await accept(request, session)   # Set-Cookie goes out with the handshake
+        ...
+
+Or, keeping full control of ``request.accept``::
+
+    ws = await request.accept(extra_headers=handshake_headers(session))
+    session.freeze_id("the handshake was answered")
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Final
+
+from ._cookies import CookieOptions, CookieOptionsBuilder
+from ._serializers import Serializer
+from ._session import Session
+from ._store import SessionStore
+
+if TYPE_CHECKING:
+    from trio_websocket import WebSocketConnection, WebSocketRequest
+
+__all__ = ["accept", "handshake_headers", "session_for"]
+
+_FROZEN_REASON: Final = "the websocket handshake was already answered"
+
+
+def session_for(
+    request: WebSocketRequest,
+    store: SessionStore,
+    *,
+    cookie: CookieOptions | CookieOptionsBuilder | None = None,
+    serializer: Serializer | None = None,
+) -> Session:
+    """The :class:`~trio_ruts.Session` named by the handshake's ``Cookie`` header(s).
+
+    No I/O happens here; a malformed or forged cookie gives a session without an id.
+    """
+    values = [v.decode("latin-1") for k, v in request.headers if k.lower() == b"cookie"]
+    return Session.from_cookie_header(
+        store, "; ".join(values), cookie=cookie, serializer=serializer
+    )
+
+
+def handshake_headers(session: Session) -> list[tuple[bytes, bytes]]:
+    """The headers to pass as ``request.accept(extra_headers=...)``: a ``Set-Cookie`` when the
+    session changed during the handshake, else nothing."""
+    header = session.cookie_header()
+    return [] if header is None else [(b"set-cookie", header.encode("latin-1"))]
+
+
+async def accept(
+    request: WebSocketRequest,
+    session: Session,
+    *,
+    subprotocol: str | None = None,
+    extra_headers: list[tuple[bytes, bytes]] | None = None,
+) -> WebSocketConnection:
+    """Accept the handshake with the session's ``Set-Cookie`` (if any) and freeze its id:
+    afterwards, a change of id raises :class:`~trio_ruts.SessionStateError` instead of being
+    lost.
+
+    Returns:
+        The connection, as :meth:`trio_websocket.WebSocketRequest.accept` does.
+    """
+    headers = [*(extra_headers or []), *handshake_headers(session)]
+    session.freeze_id(_FROZEN_REASON)
+    return await request.accept(subprotocol=subprotocol, extra_headers=headers)
