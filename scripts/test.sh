@@ -34,6 +34,11 @@ fi
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[all,test]" 2>&1 | grep -v '^WARNING: Location' || true
 "$VENV/bin/python" -c "import trio_ruts, pytest_trio" # fail loudly if the install did not work
 
+# A Redis 7.4 (HEXPIRE) next to the system's Redis; if it cannot be had, say so: the tests then
+# skip the 7.4 kit loudly (and fail under CI=true, where it must work).
+echo "== preparing Redis 7.4 for the tests"
+bash scripts/redis74.sh || echo "WARNING: no Redis 7.4 server for this run (see above)"
+
 echo "== ruff check";        "$VENV/bin/ruff" check .
 echo "== ruff format";       "$VENV/bin/ruff" format --check .
 echo "== mypy (strict)";     "$VENV/bin/mypy"

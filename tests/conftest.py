@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,7 +12,8 @@ import pytest
 import trio
 from trio.testing import MockClock
 
-from trio_ruts.stores import MemoryStore, SessionStore
+from tests import servers
+from trio_ruts.stores import MemoryStore, RedisStore, SessionStore
 
 
 @dataclass(frozen=True)
@@ -30,8 +33,76 @@ class StoreKit:
     marks: tuple[Any, ...] = field(default=())
 
 
+# -- servers (session-scoped: started once, shared by every test) ------------------------------
+
+
+@pytest.fixture(scope="session")
+def redis70() -> Iterator[servers.RedisServer]:
+    """The system's redis-server (7.0 here: no HEXPIRE)."""
+    with servers.redis_server(servers.system_redis_binary()) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def redis74() -> Iterator[servers.RedisServer]:
+    """A Redis 7.4 (HEXPIRE), prepared by scripts/redis74.sh."""
+    found = servers.redis74_binary()
+    if found is None:
+        message = (
+            "NO REDIS 7.4 SERVER: scripts/redis74.sh did not prepare .cache/redis74; the "
+            "HEXPIRE code path is NOT tested in this run"
+        )
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    binary, env = found
+    with servers.redis_server(binary, env) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[list[servers.RedisServer]]:
+    with servers.redis_cluster(servers.system_redis_binary()) as nodes:
+        yield nodes
+
+
+def _prefix() -> str:
+    return f"t{uuid.uuid4().hex[:8]}:"  # each test its own keys on shared servers
+
+
+def _redispy_store(request: pytest.FixtureRequest) -> SessionStore:
+    import redis.asyncio
+
+    server = request.getfixturevalue("redis70")
+    # A blocking pool waits for a free connection instead of failing under load.
+    pool = redis.asyncio.BlockingConnectionPool.from_url(server.url, max_connections=20)
+    return RedisStore.from_client(redis.asyncio.Redis(connection_pool=pool), prefix=_prefix())
+
+
 KITS: list[StoreKit] = [
     StoreKit("memory", lambda request: MemoryStore(), mock_clock=True),
+    StoreKit(
+        "redis7.0",
+        lambda request: RedisStore.from_url(
+            request.getfixturevalue("redis70").url, prefix=_prefix()
+        ),
+        marks=(pytest.mark.redis,),
+    ),
+    StoreKit(
+        "redis7.4",
+        lambda request: RedisStore.from_url(
+            request.getfixturevalue("redis74").url, prefix=_prefix()
+        ),
+        marks=(pytest.mark.redis,),
+    ),
+    StoreKit(
+        "redis-cluster",
+        lambda request: RedisStore.cluster(
+            [n.url for n in request.getfixturevalue("redis_cluster")], prefix=_prefix()
+        ),
+        marks=(pytest.mark.redis,),
+    ),
+    StoreKit("redis-py", _redispy_store, marks=(pytest.mark.redis,)),
 ]
 
 

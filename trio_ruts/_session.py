@@ -268,7 +268,7 @@ class Session:
             self._check_not_frozen()
         write = Write(
             id=self._id,
-            fresh_id=pending if pending is not None else SessionId.generate(),
+            fresh_id=pending if pending is not None else self._fresh_id(),
             field=field,
             value=data,
             only_if_absent=only_if_absent,
@@ -291,6 +291,11 @@ class Session:
         if result.written or result.id != write.id:
             self._mark_set(result.ttl)
         return result.written
+
+    def _fresh_id(self) -> SessionId:
+        # Keep the current id's hash tag so that "write here, or else create there" stays in
+        # one Redis Cluster slot; the other 104 bits are fresh.
+        return SessionId.generate() if self._id is None else self._id.regenerate()
 
     def _lock(self) -> trio.Lock:
         if self._id_lock is None:

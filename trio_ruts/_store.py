@@ -64,7 +64,8 @@ class Write:
         fresh_id: where the session is created when ``id`` is ``None`` or not in the store
             (an id the store does not hold is never adopted), and where it moves to when
             ``rename`` is set. If ``fresh_id`` is already taken the store raises
-            :class:`~trio_ruts.SessionIdCollision` and changes nothing.
+            :class:`~trio_ruts.SessionIdCollision` and changes nothing. It keeps ``id``'s
+            hash tag (make it with ``id.regenerate()``), so both live in one cluster slot.
         field: the field name.
         value: the encoded value.
         only_if_absent: write only if the field is absent (``insert``); otherwise upsert.
@@ -167,6 +168,7 @@ class SessionStore(abc.ABC):
             raise RuntimeError(f"{type(self).__name__} can be opened only once")
         stack = AsyncExitStack()
         nursery = await stack.enter_async_context(trio.open_nursery())
+        self._stack = stack
         try:
             await self._open(nursery)
         except BaseException:
@@ -176,7 +178,6 @@ class SessionStore(abc.ABC):
             await stack.aclose()
             self._closed = True
             raise
-        self._stack = stack
         self._nursery = nursery
         return self
 
@@ -207,6 +208,15 @@ class SessionStore(abc.ABC):
 
     async def _open(self, nursery: trio.Nursery) -> None:  # noqa: B027 - optional hook
         """Open connections and start background tasks in ``nursery``."""
+
+    @property
+    def _exit_stack(self) -> AsyncExitStack:
+        """The store's own exit stack, for use in :meth:`_open`: contexts entered on it (an
+        event loop, say) are left in reverse order when the store closes, after
+        :meth:`_close` and inside the store's nursery."""
+        if self._stack is None:
+            raise StoreNotOpen(f"{type(self).__name__} is not being opened")
+        return self._stack
 
     async def _close(self) -> None:  # noqa: B027 - optional hook
         """Release connections; runs shielded with a deadline before the nursery is cancelled."""
@@ -253,7 +263,8 @@ class SessionStore(abc.ABC):
 
     @abc.abstractmethod
     async def rename(self, old: SessionId, new: SessionId) -> int | None:
-        """Move a session to a new id atomically, keeping fields and lifetimes.
+        """Move a session to a new id atomically, keeping fields and lifetimes. ``new`` keeps
+        ``old``'s hash tag (``old.regenerate()``).
 
         Returns:
             The session's remaining lifetime under ``new``, or ``None`` if ``old`` is absent.

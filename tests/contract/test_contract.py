@@ -13,6 +13,7 @@ import trio
 
 from tests.conftest import pass_time
 from trio_ruts import (
+    CborSerializer,
     CookieChange,
     CookieOptions,
     InvalidField,
@@ -46,10 +47,19 @@ def raw_write(id: SessionId | None, field: str, value: bytes, **kw: Any) -> Writ
         "only_if_absent": False,
         "field_ttl": None,
         "key_ttl": 600,
-        "fresh_id": SessionId.generate(),
+        "fresh_id": SessionId.generate() if id is None else id.regenerate(),
     }
     defaults.update(kw)
     return Write(id=id, field=field, value=value, **defaults)
+
+
+async def make_beside(store: SessionStore, other: SessionId, **fields: Any) -> SessionId:
+    """A session whose id shares ``other``'s hash tag (as a regenerated id would), so that
+    collisions between the two stay inside one cluster slot."""
+    sid = other.regenerate()
+    for name, value in fields.items():
+        await store.write(raw_write(None, name, CborSerializer().dumps(value), fresh_id=sid))
+    return sid
 
 
 # -- reads --------------------------------------------------------------------------------------
@@ -172,7 +182,7 @@ async def test_store_write_refuses_taken_fresh_id(store: SessionStore, clock: An
     with pytest.raises(SessionIdCollision):
         await store.write(raw_write(None, "owner", b"x", fresh_id=taken))
     with pytest.raises(SessionIdCollision):
-        await store.write(raw_write(SessionId.generate(), "owner", b"x", fresh_id=taken))
+        await store.write(raw_write(taken.regenerate(), "owner", b"x", fresh_id=taken))
     assert await new(store, taken).get("owner") == "victim"
 
 
@@ -383,19 +393,20 @@ async def test_regenerate_without_session(store: SessionStore, clock: Any) -> No
 
 async def test_rename_refuses_existing_target(store: SessionStore, clock: Any) -> None:
     a = await make(store, who="a")
-    b = await make(store, who="b")
+    b = await make_beside(store, a, who="b")
     with pytest.raises(SessionIdCollision):
         await store.rename(a, b)
     assert await new(store, a).get("who") == "a"
     assert await new(store, b).get("who") == "b"
-    assert await store.rename(SessionId.generate(), SessionId.generate()) is None
+    absent = SessionId.generate()
+    assert await store.rename(absent, absent.regenerate()) is None
 
 
 async def test_regenerate_collision_leaves_both(
     store: SessionStore, clock: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     a = await make(store, who="a")
-    b = await make(store, who="b")
+    b = await make_beside(store, a, who="b")
     monkeypatch.setattr(SessionId, "regenerate", lambda self: b)
     s = new(store, a)
     with pytest.raises(SessionIdCollision):
@@ -449,7 +460,7 @@ async def test_failed_write_drops_pending_id(
     store: SessionStore, clock: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     a = await make(store, who="a")
-    b = await make(store, who="b")
+    b = await make_beside(store, a, who="b")
     s = new(store, a)
     monkeypatch.setattr(SessionId, "regenerate", lambda self: b)
     s.prepare_regenerate()

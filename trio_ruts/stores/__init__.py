@@ -4,7 +4,7 @@ when first used (``pip install trio-ruts[redis]`` / ``[postgres]``)."""
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._store import FieldRecord as FieldRecord
 from .._store import Placement as Placement
@@ -18,8 +18,13 @@ from .._strategy import HotOnly as HotOnly
 from .._strategy import WriteThrough as WriteThrough
 from ._memory import MemoryStore as MemoryStore
 
+if TYPE_CHECKING:
+    from .redis import RedisStore as RedisStore
+
 # name -> module, imported on first attribute access so that no driver loads before it is used.
-_LAZY: dict[str, str] = {}
+_LAZY: dict[str, str] = {
+    "RedisStore": ".redis",
+}
 
 __all__ = [
     "ColdOnly",
@@ -27,6 +32,7 @@ __all__ = [
     "HotOnly",
     "MemoryStore",
     "Placement",
+    "RedisStore",
     "Removal",
     "SessionRecord",
     "SessionStore",

@@ -1,0 +1,224 @@
+"""The Lua scripts of the Redis store: one atomic server-side step per store operation.
+
+Key layout: one hash per session. Besides the user's fields (names never contain control
+characters), a hash may hold meta fields whose names start with a NUL byte:
+
+* ``"\\0h:<field>"``: the layered-store hot policy of ``<field>`` (absent: default);
+* ``"\\0e:<field>"``: ``-1`` when ``<field>`` never expires; on servers without ``HEXPIRE``,
+  otherwise the field's absolute expiry in milliseconds of the server's ``TIME``.
+
+With ``HEXPIRE`` (``ARGV[1] == "1"``) a field's meta fields expire with it. Without it the
+scripts drop expired fields themselves (``live()``), so each session stays one key either way.
+A session exists while it has a live user field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+_PRELUDE = r"""
+local native = ARGV[1] == '1'
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Number of live user fields of a session; drops expired fields (and the key if none remain)
+-- on servers that cannot expire fields themselves. Counting, not EXISTS: with HEXPIRE a hash
+-- whose fields all expired may exist until the server's expiry cycle reclaims it.
+local function live(key)
+  local all = redis.call('HGETALL', key)
+  if #all == 0 then return 0 end
+  local now = native and 0 or now_ms()
+  local users, dead = 0, {}
+  for i = 1, #all, 2 do
+    local name = all[i]
+    if string.byte(name, 1) == 0 then
+      if not native and string.sub(name, 2, 3) == 'e:' then
+        local at = tonumber(all[i + 1])
+        if at ~= -1 and at <= now then
+          local f = string.sub(name, 4)
+          dead[#dead + 1] = f
+          dead[#dead + 1] = name
+          dead[#dead + 1] = '\0h:' .. f
+        end
+      end
+    else
+      users = users + 1
+    end
+  end
+  if #dead > 0 then
+    redis.call('HDEL', key, unpack(dead))
+    users = users - #dead / 3
+  end
+  if users <= 0 then
+    redis.call('DEL', key)
+    return 0
+  end
+  return users
+end
+"""
+
+_WRITE = r"""
+local cur, fresh = KEYS[1], KEYS[2]
+local f, value, nx = ARGV[2], ARGV[3], ARGV[4] == '1'
+local fttl, kttl = tonumber(ARGV[5]) or 0, tonumber(ARGV[6])
+local rename, hot = ARGV[7] == '1', ARGV[8]
+
+local has = cur ~= fresh and live(cur) > 0
+if (rename or not has) and live(fresh) > 0 then
+  return redis.error_reply('COLLISION the new session id is already in use')
+end
+local key = fresh
+if has then
+  if rename then redis.call('RENAME', cur, fresh) else key = cur end
+end
+
+local written = 0
+if not (nx and redis.call('HEXISTS', key, f) == 1) then
+  written = 1
+  local e, h = '\0e:' .. f, '\0h:' .. f
+  redis.call('HSET', key, f, value)
+  local fields = {f}
+  if hot == '' then redis.call('HDEL', key, h) else
+    redis.call('HSET', key, h, hot)
+    fields[2] = h
+  end
+  if fttl == -1 then
+    redis.call('HSET', key, e, '-1')
+  elseif fttl > 0 and not native then
+    redis.call('HSET', key, e, now_ms() + fttl * 1000)
+  else
+    redis.call('HDEL', key, e)
+  end
+  if native then
+    if fttl > 0 then
+      redis.call('HEXPIRE', key, fttl, 'FIELDS', #fields, unpack(fields))
+    else
+      redis.call('HPERSIST', key, 'FIELDS', #fields, unpack(fields))
+    end
+  end
+  -- The session lives at least max(current, default, field ttl); -1 anywhere persists it.
+  if kttl == -1 or fttl == -1 then
+    redis.call('PERSIST', key)
+  else
+    local want = math.max(kttl, fttl) * 1000
+    local current = redis.call('PTTL', key)
+    if (not has and current == -1) or (current ~= -1 and current < want) then
+      redis.call('PEXPIRE', key, want)
+    end
+  end
+end
+return {written, key == fresh and 1 or 0, redis.call('TTL', key)}
+"""
+
+_GET = r"""
+local v = redis.call('HMGET', KEYS[1], ARGV[2], '\0e:' .. ARGV[2])
+if not v[1] then return false end
+if v[2] then
+  local at = tonumber(v[2])
+  if at ~= -1 and at <= now_ms() then return false end
+end
+return v[1]
+"""
+
+_GET_ALL = r"""
+local key = KEYS[1]
+if live(key) == 0 then return false end
+local all = redis.call('HGETALL', key)
+local meta, users, values = {}, {}, {}
+for i = 1, #all, 2 do
+  if string.byte(all[i], 1) == 0 then
+    meta[all[i]] = all[i + 1]
+  else
+    users[#users + 1] = all[i]
+    values[#values + 1] = all[i + 1]
+  end
+end
+local native_ttls = {}
+if native then native_ttls = redis.call('HTTL', key, 'FIELDS', #users, unpack(users)) end
+local now = native and 0 or now_ms()
+local out = {redis.call('TTL', key)}
+for i, f in ipairs(users) do
+  local e, ttl = meta['\0e:' .. f], ''
+  if e == '-1' then
+    ttl = '-1'
+  elseif native then
+    if native_ttls[i] > 0 then ttl = tostring(native_ttls[i]) end
+  elseif e then
+    ttl = tostring(math.max(1, math.ceil((tonumber(e) - now) / 1000)))
+  end
+  out[#out + 1] = f
+  out[#out + 1] = values[i]
+  out[#out + 1] = ttl
+  out[#out + 1] = meta['\0h:' .. f] or ''
+end
+return out
+"""
+
+_REMOVE = r"""
+local key, f = KEYS[1], ARGV[2]
+if live(key) == 0 then return {0, -2} end
+local existed = redis.call('HEXISTS', key, f)
+redis.call('HDEL', key, f, '\0e:' .. f, '\0h:' .. f)
+if live(key) == 0 then
+  redis.call('DEL', key)
+  return {existed, -2}
+end
+return {existed, redis.call('TTL', key)}
+"""
+
+_DELETE = r"""
+if live(KEYS[1]) == 0 then return 0 end
+redis.call('DEL', KEYS[1])
+return 1
+"""
+
+_EXPIRE = r"""
+local key, seconds = KEYS[1], tonumber(ARGV[2])
+if live(key) == 0 then return 0 end
+if seconds == 0 then
+  redis.call('DEL', key)
+elseif seconds == -1 then
+  redis.call('PERSIST', key)
+else
+  redis.call('EXPIRE', key, seconds)
+end
+return 1
+"""
+
+_RENAME = r"""
+if live(KEYS[1]) == 0 then return -3 end
+if live(KEYS[2]) > 0 then
+  return redis.error_reply('COLLISION the new session id is already in use')
+end
+redis.call('RENAME', KEYS[1], KEYS[2])
+return redis.call('TTL', KEYS[2])
+"""
+
+DETECT_HEXPIRE = "return redis.call('COMMAND', 'INFO', 'HEXPIRE')[1] and 1 or 0"
+
+
+@dataclass(frozen=True)
+class Script:
+    name: str
+    source: bytes
+    sha: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sha", hashlib.sha1(self.source).hexdigest())
+
+
+def _script(name: str, body: str) -> Script:
+    return Script(name, (_PRELUDE + body).encode())
+
+
+WRITE = _script("write", _WRITE)
+GET = _script("get", _GET)
+GET_ALL = _script("get_all", _GET_ALL)
+REMOVE = _script("remove", _REMOVE)
+DELETE = _script("delete", _DELETE)
+EXPIRE = _script("expire", _EXPIRE)
+RENAME = _script("rename", _RENAME)

@@ -1,0 +1,242 @@
+"""RedisStore: one hash per session, every multi-step change one Lua script."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import trio
+
+from ..._errors import SessionIdCollision, StoreError
+from ..._ids import TAG_CHARS, SessionId
+from ..._store import FieldRecord, Removal, SessionRecord, SessionStore, Write, WriteResult
+from . import _scripts as scripts
+from ._cluster import Cluster
+from ._transport import Arg, ReplyError, SingleNode, Transport, parse_url
+
+FieldExpiry = Literal["auto", "native", "script"]
+
+
+class RedisStore(SessionStore):
+    """Sessions in Redis (or Valkey): one hash per session, keyed ``prefix{tag}rest``.
+
+    Use :meth:`from_url`, :meth:`cluster` or :meth:`from_client` rather than the constructor.
+
+    Per-field expiry uses ``HEXPIRE`` where the server has it (Redis >= 7.4, Valkey >= 9) and
+    the store's scripts elsewhere (detected once when the store opens; force it with
+    ``per_field_expiry="native"`` or ``"script"``). Either way expiry follows the server's
+    clock.
+    """
+
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        prefix: str | bytes = "session:",
+        per_field_expiry: FieldExpiry = "auto",
+        detect_cluster: bool = False,
+    ) -> None:
+        if per_field_expiry not in ("auto", "native", "script"):
+            raise ValueError("per_field_expiry is 'auto', 'native' or 'script'")
+        self._transport = transport
+        self._prefix = prefix.encode() if isinstance(prefix, str) else bytes(prefix)
+        self._field_expiry: FieldExpiry = per_field_expiry
+        self._native = b"0"
+        self._detect_cluster = detect_cluster
+
+    # -- construction --------------------------------------------------------------------------
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        prefix: str | bytes = "session:",
+        pool_size: int = 50,
+        connect_timeout: float = 5.0,
+        ssl_context: ssl.SSLContext | None = None,
+        per_field_expiry: FieldExpiry = "auto",
+    ) -> RedisStore:
+        """A store for ``redis://[user:password@]host[:port][/db]``, ``rediss://...`` (TLS)
+        or ``unix:///path?db=0&password=...``. A cluster node as seed URL is detected when
+        the store opens, and the whole cluster is used.
+
+        Args:
+            pool_size: most connections per server.
+            connect_timeout: seconds before a connection attempt raises ``StoreTimeout``.
+        """
+        endpoint = parse_url(url, ssl_context)
+        return cls(
+            SingleNode(endpoint, pool_size, connect_timeout),
+            prefix=prefix,
+            per_field_expiry=per_field_expiry,
+            detect_cluster=endpoint.unix_path is None,
+        )
+
+    @classmethod
+    def cluster(
+        cls,
+        urls: Sequence[str],
+        *,
+        prefix: str | bytes = "session:",
+        pool_size: int = 50,
+        connect_timeout: float = 5.0,
+        ssl_context: ssl.SSLContext | None = None,
+        per_field_expiry: FieldExpiry = "auto",
+    ) -> RedisStore:
+        """A store on a Redis Cluster, given one or more seed node URLs."""
+        seeds = [parse_url(u, ssl_context) for u in urls]
+        return cls(
+            Cluster(seeds, pool_size, connect_timeout),
+            prefix=prefix,
+            per_field_expiry=per_field_expiry,
+        )
+
+    @classmethod
+    def from_client(
+        cls,
+        client: Any,
+        *,
+        prefix: str | bytes = "session:",
+        per_field_expiry: FieldExpiry = "auto",
+    ) -> RedisStore:
+        """A store on an existing redis-py ``redis.asyncio.Redis`` or ``RedisCluster`` client
+        (``decode_responses=False``), driven through trio-asyncio. The store runs the asyncio
+        loop inside its nursery; the client's connections belong to that loop."""
+        from ._redispy import RedisPyTransport
+
+        return cls(RedisPyTransport(client), prefix=prefix, per_field_expiry=per_field_expiry)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def _open(self, nursery: trio.Nursery) -> None:
+        await self._transport.open(self._exit_stack)
+        if self._detect_cluster and isinstance(self._transport, SingleNode):
+            await self._maybe_switch_to_cluster(self._transport)
+        if self._field_expiry == "auto":
+            found = await self._transport.execute(
+                None, ("EVAL", scripts.DETECT_HEXPIRE, 0), idempotent=True
+            )
+            self._raise_for(found, "detect HEXPIRE")
+            self._native = b"1" if found == 1 else b"0"
+        else:
+            self._native = b"1" if self._field_expiry == "native" else b"0"
+
+    async def _maybe_switch_to_cluster(self, single: SingleNode) -> None:
+        info = await single.execute(None, ("INFO", "cluster"), idempotent=True)
+        if isinstance(info, bytes) and b"cluster_enabled:1" in info:
+            pool = single.pool
+            cluster = Cluster([pool.endpoint], pool.size, pool.connect_timeout)
+            await single.aclose()
+            await cluster.open(self._exit_stack)
+            self._transport = cluster
+
+    async def _close(self) -> None:
+        await self._transport.aclose()
+
+    @property
+    def uses_native_field_expiry(self) -> bool:
+        """Whether the server expires fields itself (``HEXPIRE``); known once open."""
+        return self._native == b"1"
+
+    def __repr__(self) -> str:
+        return f"RedisStore({self._transport}, prefix={self._prefix!r})"
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def key(self, id: SessionId) -> bytes:
+        """The Redis key of a session: ``prefix{tag}rest``; the tag survives regeneration, so
+        renames stay in one cluster slot."""
+        text = str(id).encode("ascii")
+        return self._prefix + b"{" + text[:TAG_CHARS] + b"}" + text[TAG_CHARS:]
+
+    def _raise_for(self, reply: Any, what: str) -> None:
+        if isinstance(reply, ReplyError):
+            message = str(reply)
+            if message.startswith("COLLISION"):
+                raise SessionIdCollision(
+                    "the new session id is already in use; nothing was changed"
+                )
+            raise StoreError(f"{self._transport} refused to {what}: {message}")
+
+    async def _run(
+        self, script: scripts.Script, keys: Sequence[bytes], args: Sequence[Arg], idempotent: bool
+    ) -> Any:
+        self._check_open()
+        tail = (len(keys), *keys, self._native, *args)
+        reply = await self._transport.execute(
+            keys[0], ("EVALSHA", script.sha, *tail), idempotent=idempotent
+        )
+        if isinstance(reply, ReplyError) and str(reply).startswith("NOSCRIPT"):
+            # First use on this server (or after SCRIPT FLUSH): EVAL also caches the script.
+            reply = await self._transport.execute(
+                keys[0], ("EVAL", script.source, *tail), idempotent=idempotent
+            )
+        self._raise_for(reply, script.name)
+        return reply
+
+    # -- operations ----------------------------------------------------------------------------
+
+    async def get(self, id: SessionId, field: str) -> bytes | None:
+        if self._native == b"1":
+            self._check_open()
+            key = self.key(id)
+            reply = await self._transport.execute(key, ("HGET", key, field), idempotent=True)
+            self._raise_for(reply, "get")
+        else:
+            reply = await self._run(scripts.GET, (self.key(id),), (field,), True)
+        return reply  # type: ignore[no-any-return]
+
+    async def get_all(self, id: SessionId) -> SessionRecord | None:
+        reply = await self._run(scripts.GET_ALL, (self.key(id),), (), True)
+        if reply is None:
+            return None
+        fields: dict[str, FieldRecord] = {}
+        for i in range(1, len(reply), 4):
+            ttl, hot = reply[i + 2], reply[i + 3]
+            fields[reply[i].decode()] = FieldRecord(
+                reply[i + 1], int(ttl) if ttl else None, int(hot) if hot else None
+            )
+        return SessionRecord(int(reply[0]), fields)
+
+    @staticmethod
+    def _same_slot(a: SessionId, b: SessionId) -> None:
+        if a.tag != b.tag:
+            raise ValueError(
+                "the new id must keep the old id's hash tag (use old_id.regenerate()), or the "
+                "rename would cross Redis Cluster slots"
+            )
+
+    async def write(self, write: Write) -> WriteResult:
+        if write.id is not None:
+            self._same_slot(write.id, write.fresh_id)
+        fresh = self.key(write.fresh_id)
+        current = self.key(write.id) if write.id is not None else fresh
+        args: tuple[Arg, ...] = (
+            write.field,
+            write.value,
+            b"1" if write.only_if_absent else b"0",
+            b"" if write.field_ttl is None else write.field_ttl,
+            write.key_ttl,
+            b"1" if write.rename else b"0",
+            b"" if write.hot_ttl is None else write.hot_ttl,
+        )
+        written, moved, ttl = await self._run(scripts.WRITE, (current, fresh), args, False)
+        target = write.fresh_id if moved or write.id is None else write.id
+        return WriteResult(bool(written), target, int(ttl))
+
+    async def remove(self, id: SessionId, field: str) -> Removal:
+        existed, ttl = await self._run(scripts.REMOVE, (self.key(id),), (field,), False)
+        return Removal(bool(existed), None if ttl == -2 else int(ttl))
+
+    async def delete(self, id: SessionId) -> bool:
+        return bool(await self._run(scripts.DELETE, (self.key(id),), (), False))
+
+    async def expire(self, id: SessionId, seconds: int) -> bool:
+        return bool(await self._run(scripts.EXPIRE, (self.key(id),), (seconds,), False))
+
+    async def rename(self, old: SessionId, new: SessionId) -> int | None:
+        self._same_slot(old, new)
+        ttl = await self._run(scripts.RENAME, (self.key(old), self.key(new)), (), False)
+        return None if ttl == -3 else int(ttl)
