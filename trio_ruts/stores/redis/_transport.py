@@ -155,7 +155,7 @@ class Connection:
         if not setup:
             return
         replies = await self.request(b"".join(pack(c) for c in setup), len(setup))
-        for reply in replies:
+        for reply in replies if len(setup) > 1 else [replies]:
             if isinstance(reply, ReplyError):
                 # The server's message, which never contains the password we sent.
                 raise StoreError(f"{self.endpoint} refused the connection setup: {reply}")

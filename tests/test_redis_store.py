@@ -1,0 +1,339 @@
+"""RedisStore specifics against real redis-server processes: transport, errors, cluster
+redirections, restarts and cancellation."""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from functools import partial
+
+import pytest
+import trio
+
+from tests import servers
+from trio_ruts import CborSerializer, CookieOptions, Session, SessionId, StoreError, StoreTimeout
+from trio_ruts.stores import RedisStore, Write
+from trio_ruts.stores.redis._cluster import key_slot
+from trio_ruts.stores.redis._transport import Endpoint, parse_url
+
+pytestmark = pytest.mark.redis
+COOKIE = CookieOptions(max_age=600)
+
+
+def test_parse_url() -> None:
+    assert parse_url("redis://localhost") == Endpoint("localhost", 6379)
+    e = parse_url("rediss://us%40er:p%3Ass@example.com:6380/2")
+    assert (e.host, e.port, e.tls, e.username, e.password, e.db) == (
+        "example.com",
+        6380,
+        True,
+        "us@er",
+        "p:ss",
+        2,
+    )
+    assert "p:ss" not in str(e)
+    assert "p:ss" not in repr(e)
+    u = parse_url("unix:///run/redis.sock?db=3&password=pw")
+    assert (u.unix_path, u.db, u.password) == ("/run/redis.sock", 3, "pw")
+    with pytest.raises(ValueError, match="redis://"):
+        parse_url("http://localhost")
+    with pytest.raises(ValueError, match="number"):
+        parse_url("redis://localhost/abc")
+
+
+def test_key_slot_matches_redis(redis_cluster: list[servers.RedisServer]) -> None:
+    for key in (b"session:{abcd}rest", b"plain", b"{}x", b"{a}{b}"):
+        expected = int(redis_cluster[0].cli("CLUSTER", "KEYSLOT", key.decode()).strip())
+        assert key_slot(key) == expected
+
+
+async def test_key_layout_and_detection(
+    redis70: servers.RedisServer, redis74: servers.RedisServer
+) -> None:
+    async with RedisStore.from_url(redis70.url, prefix="layout:") as old:
+        assert not old.uses_native_field_expiry
+        s = Session(old, cookie=COOKIE)
+        await s.update("a", 1, ttl=30)
+        assert s.id is not None
+        key = old.key(s.id)
+        assert key == f"layout:{{{str(s.id)[:4]}}}{str(s.id)[4:]}".encode()
+        fields = redis70.cli("HKEYS", key.decode()).split()
+        assert "a" in fields
+        assert len(fields) == 2
+        await s.delete()
+    async with RedisStore.from_url(redis74.url, prefix="layout:") as new:
+        assert new.uses_native_field_expiry
+        s = Session(new, cookie=COOKIE)
+        await s.update("a", 1, ttl=30)
+        assert s.id is not None
+        assert redis74.cli("HKEYS", new.key(s.id).decode()).split() == ["a"]
+        assert int(redis74.cli("HTTL", new.key(s.id).decode(), "FIELDS", "1", "a").split()[0]) > 0
+
+
+async def test_script_mode_can_be_forced(redis74: servers.RedisServer) -> None:
+    async with RedisStore.from_url(redis74.url, per_field_expiry="script") as store:
+        assert not store.uses_native_field_expiry
+        s = Session(store, cookie=COOKIE)
+        await s.update("brief", 1, ttl=1)
+        await s.update("stays", 2)
+        await trio.sleep(1.3)
+        assert await Session(store, s.id).get("brief") is None
+        assert await Session(store, s.id).get("stays") == 2
+
+
+@pytest.fixture(scope="module")
+def secured() -> Iterator[servers.RedisServer]:
+    sock_dir = tempfile.mkdtemp(prefix="trio-ruts-sock-")
+    with servers.redis_server(
+        servers.system_redis_binary(),
+        None,
+        "--requirepass",
+        "s3cret",
+        "--unixsocket",
+        os.path.join(sock_dir, "redis.sock"),
+        "--unixsocketperm",
+        "700",
+        "--enable-debug-command",
+        "yes",
+    ) as server:
+        server.cli_password = "s3cret"  # type: ignore[attr-defined]
+        yield server
+
+
+async def test_password_db_and_unix_socket(secured: servers.RedisServer) -> None:
+    url = f"redis://:s3cret@127.0.0.1:{secured.port}/3"
+    async with RedisStore.from_url(url, prefix="auth:") as store:
+        s = Session(store, cookie=COOKIE)
+        await s.update("a", 1)
+        assert s.id is not None
+        in_db3 = subprocess.run(
+            [
+                "redis-cli",
+                "-p",
+                str(secured.port),
+                "-a",
+                "s3cret",
+                "-n",
+                "3",
+                "--no-auth-warning",
+                "EXISTS",
+                store.key(s.id).decode(),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        assert in_db3 == "1"
+    sock = os.path.join(
+        next(a for a in secured.extra if a.endswith(".sock")).rsplit("/", 1)[0], "redis.sock"
+    )
+    async with RedisStore.from_url(f"unix://{sock}?password=s3cret&db=3", prefix="auth:") as store:
+        assert await Session(store, s.id).get("a") == 1
+
+
+async def test_wrong_password_is_a_clear_error(secured: servers.RedisServer) -> None:
+    store = RedisStore.from_url(f"redis://:wrong-pass@127.0.0.1:{secured.port}")
+    with pytest.raises(StoreError) as info:
+        async with store:
+            pass
+    message = str(info.value)
+    assert f"127.0.0.1:{secured.port}" in message
+    assert "wrong-pass" not in message
+    assert "WRONGPASS" in message or "invalid" in message.lower()
+
+
+async def test_unreachable_server() -> None:
+    port = servers.free_port()
+    with pytest.raises(StoreError, match=f"127.0.0.1:{port} is unreachable"):
+        async with RedisStore.from_url(f"redis://:pw@127.0.0.1:{port}"):
+            pass
+
+
+async def test_connect_timeout() -> None:
+    """A server that accepts but never answers: the connect deadline raises StoreTimeout."""
+
+    async def silent(stream: trio.SocketStream) -> None:
+        await trio.sleep_forever()
+
+    async with trio.open_nursery() as nursery:
+        [listener] = await nursery.start(partial(trio.serve_tcp, silent, 0, host="127.0.0.1"))
+        port = listener.socket.getsockname()[1]
+        with trio.fail_after(5), pytest.raises(StoreTimeout, match="connect timeout"):
+            async with RedisStore.from_url(f"redis://:pw@127.0.0.1:{port}", connect_timeout=0.3):
+                pass
+        nursery.cancel_scope.cancel()
+
+
+async def test_cancelled_command_discards_its_connection(secured: servers.RedisServer) -> None:
+    """A reply that arrives after its caller was cancelled must never reach the next caller."""
+    url = f"redis://:s3cret@127.0.0.1:{secured.port}"
+    async with RedisStore.from_url(url, pool_size=1) as store:
+        s = Session(store, cookie=COOKIE)
+        await s.update("a", "value")
+        transport = store._transport
+        with trio.move_on_after(0.1):
+            await transport.execute(None, ("DEBUG", "SLEEP", "0.5"), idempotent=False)
+        assert len(transport.pool._idle) == 0  # type: ignore[attr-defined]
+        assert await Session(store, s.id).get("a") == "value"
+
+
+async def test_script_cache_flush_is_survived(redis70: servers.RedisServer) -> None:
+    async with RedisStore.from_url(redis70.url) as store:
+        s = Session(store, cookie=COOKIE)
+        await s.update("a", 1)
+        redis70.cli("SCRIPT", "FLUSH")
+        await s.update("b", 2)
+        assert dict(await Session(store, s.id).get_all() or {}) == {"a": 1, "b": 2}
+
+
+async def test_server_restart_errors_then_recovers() -> None:
+    with servers.redis_server(servers.system_redis_binary()) as server:
+        async with RedisStore.from_url(server.url, pool_size=4) as store:
+            s = Session(store, cookie=COOKIE)
+            await s.update("a", 1)
+            server.stop()
+            for _ in range(3):
+                with pytest.raises(StoreError, match=f"127.0.0.1:{server.port}"):
+                    await Session(store, s.id).get("a")
+            server.start()  # empty again: it keeps nothing on disk
+            assert await Session(store, s.id).get("a") is None
+            again = Session(store, cookie=COOKIE)
+            await again.update("b", 2)
+            assert await Session(store, again.id).get("b") == 2
+
+
+def test_from_client_refuses_decoding_client() -> None:
+    import redis.asyncio
+
+    with pytest.raises(ValueError, match="decode_responses=False"):
+        RedisStore.from_client(redis.asyncio.Redis(decode_responses=True))
+
+
+def test_cross_slot_rename_is_refused() -> None:
+    store = RedisStore.from_url("redis://127.0.0.1:1")
+    a = SessionId.generate()
+    b = SessionId(bytes([a.bytes[0] ^ 0xFF]) + a.bytes[1:])
+    with pytest.raises(ValueError, match="hash tag"):
+        store._same_slot(a, b)
+
+
+# -- cluster redirections -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def own_cluster() -> Iterator[list[servers.RedisServer]]:
+    """A cluster of this module's own, since these tests move slots around."""
+    with servers.redis_cluster(servers.system_redis_binary()) as nodes:
+        yield nodes
+
+
+def _node_id(node: servers.RedisServer) -> str:
+    return node.cli("CLUSTER", "MYID").strip()
+
+
+def _owner(nodes: list[servers.RedisServer], slot: int) -> servers.RedisServer:
+    for node in nodes:
+        for line in node.cli("CLUSTER", "NODES").splitlines():
+            parts = line.split()
+            if "myself" not in parts[2]:
+                continue
+            for span in parts[8:]:
+                lo, _, hi = span.partition("-")
+                if lo.isdigit() and int(lo) <= slot <= int(hi or lo):
+                    return node
+    raise AssertionError(f"no owner for slot {slot}")
+
+
+async def test_cluster_follows_moved_and_ask(own_cluster: list[servers.RedisServer]) -> None:
+    nodes = own_cluster
+    async with RedisStore.cluster([nodes[0].url], prefix="mv:") as store:
+        s = Session(store, cookie=COOKIE)
+        await s.update("a", 1)
+        assert s.id is not None
+        slot = key_slot(store.key(s.id))
+        source = _owner(nodes, slot)
+        target = next(n for n in nodes if n is not source)
+        target_id, source_id = _node_id(target), _node_id(source)
+
+        # ASK: the slot is being migrated; a key not yet on the source is served by the target.
+        target.cli("CLUSTER", "SETSLOT", str(slot), "IMPORTING", source_id)
+        source.cli("CLUSTER", "SETSLOT", str(slot), "MIGRATING", target_id)
+        fresh = s.id.regenerate()  # same tag, so the same (migrating) slot
+        assert key_slot(store.key(fresh)) == slot
+        result = await store.write(
+            Write(None, fresh, "b", CborSerializer().dumps(2), False, None, 600)
+        )
+        assert result.id == fresh
+        # The new key is not on the source (which answers ASK for it): the write followed the
+        # ASK redirection to the target.
+        on_source = subprocess.run(
+            ["redis-cli", "-p", str(source.port), "EXISTS", store.key(fresh).decode()],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert (on_source.stdout + on_source.stderr).startswith("ASK "), on_source
+
+        # Finish the migration: move the remaining key, then assign the slot everywhere.
+        source.cli("MIGRATE", "127.0.0.1", str(target.port), store.key(s.id).decode(), "0", "5000")
+        for node in nodes:
+            node.cli("CLUSTER", "SETSLOT", str(slot), "NODE", target_id)
+
+        # MOVED: the store's map still points at the source, which redirects.
+        assert await Session(store, s.id).get("a") == 1
+        assert await Session(store, fresh).get("b") == 2
+        await Session(store, s.id).update("c", 3)
+        assert _owner(nodes, slot) is target
+        assert target.cli("EXISTS", store.key(fresh).decode()).strip() == "1"
+        assert store._transport._slots[slot] == ("127.0.0.1", target.port)  # type: ignore[attr-defined]
+        assert target.cli("HGET", store.key(s.id).decode(), "c").strip() != ""
+
+
+# -- cancellation stress ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("server_name", ["redis70", "redis74"])
+async def test_random_cancellations_leave_everything_consistent(
+    server_name: str, request: pytest.FixtureRequest
+) -> None:
+    server: servers.RedisServer = request.getfixturevalue(server_name)
+    rng = random.Random(2024)
+    async with RedisStore.from_url(server.url, prefix="cx:", pool_size=8) as store:
+        owner = Session(store, cookie=COOKIE)
+        await owner.update("seed", 0)
+        sid = owner.id
+        workers, rounds = 30, 100  # 3,000 writes and 3,000 reads, many cancelled
+        confirmed: dict[str, int] = {}
+        maybe: dict[str, set[int]] = {}
+
+        async def worker(w: int) -> None:
+            field = f"w{w}"
+            maybe[field] = set()
+            for k in range(1, rounds + 1):
+                delay = rng.choice([0, 0.00005, 0.0002, 0.001, 1])
+                done = False
+                with trio.move_on_after(delay):
+                    await Session(store, sid, cookie=COOKIE).update(field, k)
+                    done = True
+                if done:
+                    confirmed[field] = k
+                    maybe[field].clear()
+                else:
+                    maybe[field].add(k)
+                with trio.move_on_after(rng.choice([0, 0.0001, 1])):
+                    got = await Session(store, sid, cookie=COOKIE).get(field)
+                    allowed = {confirmed.get(field)} | maybe[field]
+                    assert got in allowed, f"{field}: read {got!r}, expected one of {allowed}"
+
+        async with trio.open_nursery() as nursery:
+            for w in range(workers):
+                nursery.start_soon(worker, w)
+
+        everything = await Session(store, sid, cookie=COOKIE).get_all()
+        assert everything is not None
+        assert everything["seed"] == 0
+        for field, value in confirmed.items():
+            assert everything[field] in {value} | maybe[field]
