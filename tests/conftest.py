@@ -13,7 +13,7 @@ import trio
 from trio.testing import MockClock
 
 from tests import servers
-from trio_ruts.stores import MemoryStore, RedisStore, SessionStore
+from trio_ruts.stores import MemoryStore, PostgresStore, RedisStore, SessionStore
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,20 @@ def redis_cluster() -> Iterator[list[servers.RedisServer]]:
         yield nodes
 
 
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[servers.PostgresServer]:
+    """A private PostgreSQL cluster for the whole test session."""
+    with servers.postgres_server() as server:
+        yield server
+
+
+def _postgres_store(request: pytest.FixtureRequest) -> SessionStore:
+    server = request.getfixturevalue("postgres")
+    # Each test its own tables; custom schemas have tests of their own.
+    name = f"t_{uuid.uuid4().hex[:10]}"
+    return PostgresStore.from_dsn(server.dsn, table=name, sweep_interval=None)
+
+
 def _prefix() -> str:
     return f"t{uuid.uuid4().hex[:8]}:"  # each test its own keys on shared servers
 
@@ -103,6 +117,7 @@ KITS: list[StoreKit] = [
         marks=(pytest.mark.redis,),
     ),
     StoreKit("redis-py", _redispy_store, marks=(pytest.mark.redis,)),
+    StoreKit("postgres", _postgres_store, marks=(pytest.mark.postgres,)),
 ]
 
 

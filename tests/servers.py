@@ -191,3 +191,108 @@ def _nested_servers(binary: str, count: int) -> Iterator[list[RedisServer]]:
             for _ in range(count)
         ]
         yield nodes
+
+
+# -- PostgreSQL -----------------------------------------------------------------------------------
+
+
+def _pg_bin(name: str) -> str:
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))
+    if not candidates:
+        raise RuntimeError(f"{name} is not installed: run the README's test command")
+    return str(candidates[-1])
+
+
+def _as_postgres_user() -> list[str]:
+    # PostgreSQL refuses to run as root; as root (CI), run it as the packaged "postgres" user.
+    return ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+
+
+@dataclass
+class PostgresServer:
+    datadir: str
+    port: int
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def dsn(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                *_as_postgres_user(),
+                _pg_bin("postgres"),
+                "-D",
+                self.datadir,
+                "-p",
+                str(self.port),
+                "-k",
+                self.datadir,
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(self.port, self.proc)
+        deadline = time.monotonic() + 30
+        while subprocess.run(
+            [_pg_bin("pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],
+            capture_output=True,
+        ).returncode:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the test PostgreSQL did not become ready")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()  # SIGTERM: smart shutdown after clients are cut
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+            self.proc = None
+
+
+@contextmanager
+def postgres_server() -> Iterator[PostgresServer]:
+    """A private PostgreSQL cluster (initdb in a temporary directory, trust auth)."""
+    base = tempfile.mkdtemp(prefix="trio-ruts-pg-")
+    datadir = os.path.join(base, "data")
+    if os.geteuid() == 0:
+        shutil.chown(base, "postgres", "postgres")
+    subprocess.run(
+        [
+            *_as_postgres_user(),
+            _pg_bin("initdb"),
+            "-D",
+            datadir,
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--no-sync",
+            "-E",
+            "UTF8",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    server = PostgresServer(datadir, free_port())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(base, ignore_errors=True)

@@ -19,11 +19,13 @@ from .._strategy import WriteThrough as WriteThrough
 from ._memory import MemoryStore as MemoryStore
 
 if TYPE_CHECKING:
+    from .postgres import PostgresStore as PostgresStore
     from .redis import RedisStore as RedisStore
 
 # name -> module, imported on first attribute access so that no driver loads before it is used.
 _LAZY: dict[str, str] = {
     "RedisStore": ".redis",
+    "PostgresStore": ".postgres",
 }
 
 __all__ = [
@@ -32,6 +34,7 @@ __all__ = [
     "HotOnly",
     "MemoryStore",
     "Placement",
+    "PostgresStore",
     "RedisStore",
     "Removal",
     "SessionRecord",

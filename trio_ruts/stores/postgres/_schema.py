@@ -1,0 +1,296 @@
+"""Identifiers, versioned migrations and the SQL of the Postgres store.
+
+Two tables per store: ``{table}`` has one row per session (its expiry; ``infinity`` when
+persistent) and ``{table}_fields`` one row per (session, field) with the field's own expiry
+(``NULL``: lives with the session; ``infinity``: never) and hot-layer policy. Every index,
+constraint and function name is prefixed by the table name, so two stores in one schema
+never clash. Multi-step operations are PL/pgSQL functions: one round trip, one transaction,
+serialized per session by a row lock. Times come from the database's ``now()``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Final
+
+_IDENT: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,40}")
+#: SQLSTATE our functions raise when a new session id is taken.
+COLLISION_STATE: Final = "TR001"
+
+
+def check_identifier(name: str, what: str) -> str:
+    """Validate a schema or table name and return it double-quoted."""
+    if not isinstance(name, str) or not _IDENT.fullmatch(name):
+        raise ValueError(
+            f"{what} {name!r} must be 1-41 characters: letters, digits and _, not starting "
+            f"with a digit"
+        )
+    return f'"{name}"'
+
+
+@dataclass(frozen=True)
+class Names:
+    """Quoted, qualified names of one store's objects."""
+
+    schema: str | None
+    table: str
+
+    def q(self, suffix: str = "") -> str:
+        """A qualified, quoted object name: ``"schema"."table<suffix>"``."""
+        name = check_identifier(self.table + suffix, "table name")
+        return f"{check_identifier(self.schema, 'schema')}.{name}" if self.schema else name
+
+    def bare(self, suffix: str = "") -> str:
+        """An unqualified, quoted name (indexes and constraints live in the table's schema)."""
+        return check_identifier(self.table + suffix, "table name")
+
+
+# A session is live while its row has not expired and it has at least one live field.
+_LIVE = """
+CREATE OR REPLACE FUNCTION {live}(p_id bytea) RETURNS boolean
+LANGUAGE sql STABLE AS $$
+  SELECT EXISTS (
+    SELECT 1 FROM {sessions} s JOIN {fields} f ON f.session_id = s.id
+    WHERE s.id = p_id AND s.expires_at > now()
+      AND (f.expires_at IS NULL OR f.expires_at > now()))
+$$;
+"""
+
+_TTL = """
+CREATE OR REPLACE FUNCTION {ttl}(p_at timestamptz) RETURNS integer
+LANGUAGE sql STABLE AS $$
+  SELECT CASE WHEN p_at = 'infinity' THEN -1
+              ELSE greatest(1, ceil(extract(epoch FROM p_at - now())))::integer END
+$$;
+"""
+
+_WRITE = """
+CREATE OR REPLACE FUNCTION {write}(
+  p_id bytea, p_fresh bytea, p_field text, p_value bytea, p_nx boolean, p_fttl integer,
+  p_kttl integer, p_rename boolean, p_hot integer,
+  OUT written boolean, OUT moved boolean, OUT ttl integer)
+LANGUAGE plpgsql AS $$
+DECLARE
+  v_key bytea;
+  v_has boolean := false;
+  v_exp timestamptz;
+  v_fexp timestamptz;
+BEGIN
+  IF p_id IS NOT NULL THEN
+    PERFORM 1 FROM {sessions} WHERE id = p_id FOR UPDATE;
+    v_has := {live}(p_id);
+    IF NOT v_has THEN DELETE FROM {sessions} WHERE id = p_id; END IF;
+  END IF;
+  IF NOT v_has OR p_rename THEN
+    PERFORM 1 FROM {sessions} WHERE id = p_fresh FOR UPDATE;
+    IF {live}(p_fresh) THEN
+      RAISE EXCEPTION 'the new session id is already in use' USING ERRCODE = '{collision}';
+    END IF;
+    DELETE FROM {sessions} WHERE id = p_fresh;
+  END IF;
+  IF v_has THEN
+    DELETE FROM {fields} WHERE session_id = p_id AND expires_at <= now();
+    IF p_rename THEN
+      UPDATE {sessions} SET id = p_fresh WHERE id = p_id;
+      v_key := p_fresh;
+    ELSE
+      v_key := p_id;
+    END IF;
+  ELSE
+    INSERT INTO {sessions} (id, expires_at) VALUES (p_fresh, now());
+    v_key := p_fresh;
+  END IF;
+  moved := v_key IS DISTINCT FROM p_id;
+  v_fexp := CASE WHEN p_fttl IS NULL THEN NULL
+                 WHEN p_fttl = -1 THEN 'infinity'::timestamptz
+                 ELSE now() + make_interval(secs => p_fttl) END;
+  IF p_nx THEN
+    INSERT INTO {fields} (session_id, field, value, expires_at, hot_ttl)
+    VALUES (v_key, p_field, p_value, v_fexp, p_hot) ON CONFLICT DO NOTHING;
+    written := FOUND;
+  ELSE
+    INSERT INTO {fields} (session_id, field, value, expires_at, hot_ttl)
+    VALUES (v_key, p_field, p_value, v_fexp, p_hot)
+    ON CONFLICT (session_id, field) DO UPDATE
+      SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at, hot_ttl = EXCLUDED.hot_ttl;
+    written := true;
+  END IF;
+  IF written THEN
+    -- Never shorter than max(current, default, field ttl); -1 anywhere persists the session.
+    UPDATE {sessions} SET expires_at = greatest(expires_at,
+        CASE WHEN p_kttl = -1 OR p_fttl = -1 THEN 'infinity'::timestamptz
+             ELSE now() + make_interval(secs => greatest(p_kttl, coalesce(p_fttl, 0))) END)
+      WHERE id = v_key RETURNING expires_at INTO v_exp;
+  ELSE
+    SELECT expires_at INTO v_exp FROM {sessions} WHERE id = v_key;
+  END IF;
+  ttl := {ttl}(v_exp);
+END $$;
+"""
+
+_REMOVE = """
+CREATE OR REPLACE FUNCTION {remove}(p_id bytea, p_field text,
+  OUT removed boolean, OUT ttl integer)
+LANGUAGE plpgsql AS $$
+DECLARE v_exp timestamptz;
+BEGIN
+  SELECT expires_at INTO v_exp FROM {sessions} WHERE id = p_id FOR UPDATE;
+  IF NOT {live}(p_id) THEN
+    removed := false;
+    RETURN;
+  END IF;
+  DELETE FROM {fields} WHERE session_id = p_id AND field = p_field
+    AND (expires_at IS NULL OR expires_at > now());
+  removed := FOUND;
+  IF {live}(p_id) THEN
+    ttl := {ttl}(v_exp);
+  ELSE
+    DELETE FROM {sessions} WHERE id = p_id;
+  END IF;
+END $$;
+"""
+
+_DELETE = """
+CREATE OR REPLACE FUNCTION {delete}(p_id bytea) RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE v_live boolean;
+BEGIN
+  PERFORM 1 FROM {sessions} WHERE id = p_id FOR UPDATE;
+  v_live := {live}(p_id);
+  DELETE FROM {sessions} WHERE id = p_id;
+  RETURN v_live;
+END $$;
+"""
+
+_EXPIRE = """
+CREATE OR REPLACE FUNCTION {expire}(p_id bytea, p_seconds integer) RETURNS boolean
+LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM 1 FROM {sessions} WHERE id = p_id FOR UPDATE;
+  IF NOT {live}(p_id) THEN RETURN false; END IF;
+  IF p_seconds = 0 THEN
+    DELETE FROM {sessions} WHERE id = p_id;
+  ELSE
+    UPDATE {sessions} SET expires_at = CASE WHEN p_seconds = -1 THEN 'infinity'::timestamptz
+                                       ELSE now() + make_interval(secs => p_seconds) END
+      WHERE id = p_id;
+  END IF;
+  RETURN true;
+END $$;
+"""
+
+_RENAME = """
+CREATE OR REPLACE FUNCTION {rename}(p_old bytea, p_new bytea) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE v_exp timestamptz;
+BEGIN
+  SELECT expires_at INTO v_exp FROM {sessions} WHERE id = p_old FOR UPDATE;
+  IF NOT {live}(p_old) THEN RETURN NULL; END IF;
+  PERFORM 1 FROM {sessions} WHERE id = p_new FOR UPDATE;
+  IF {live}(p_new) THEN
+    RAISE EXCEPTION 'the new session id is already in use' USING ERRCODE = '{collision}';
+  END IF;
+  DELETE FROM {sessions} WHERE id = p_new;
+  UPDATE {sessions} SET id = p_new WHERE id = p_old;
+  RETURN {ttl}(v_exp);
+END $$;
+"""
+
+_DELETE_EXPIRED = """
+CREATE OR REPLACE FUNCTION {delete_expired}() RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE v_count integer;
+BEGIN
+  DELETE FROM {fields} WHERE expires_at <= now();
+  DELETE FROM {sessions} s WHERE s.expires_at <= now()
+    OR NOT EXISTS (SELECT 1 FROM {fields} f WHERE f.session_id = s.id);
+  GET DIAGNOSTICS v_count = ROW_COUNT;
+  RETURN v_count;
+END $$;
+"""
+
+_TABLES = """
+CREATE TABLE {sessions} (
+  id bytea NOT NULL,
+  expires_at timestamptz NOT NULL,
+  CONSTRAINT {sessions_pkey} PRIMARY KEY (id)
+);
+CREATE INDEX {sessions_expires_idx} ON {sessions} (expires_at);
+CREATE TABLE {fields} (
+  session_id bytea NOT NULL,
+  field text NOT NULL,
+  value bytea NOT NULL,
+  expires_at timestamptz,
+  hot_ttl integer,
+  CONSTRAINT {fields_pkey} PRIMARY KEY (session_id, field),
+  CONSTRAINT {fields_session_fkey} FOREIGN KEY (session_id) REFERENCES {sessions} (id)
+    ON DELETE CASCADE ON UPDATE CASCADE
+);
+CREATE INDEX {fields_expires_idx} ON {fields} (expires_at) WHERE expires_at IS NOT NULL;
+"""
+
+
+def names_map(n: Names) -> dict[str, str]:
+    return {
+        "sessions": n.q(),
+        "fields": n.q("_fields"),
+        "version": n.q("_schema_version"),
+        "sessions_pkey": n.bare("_pkey"),
+        "sessions_expires_idx": n.bare("_expires_idx"),
+        "fields_pkey": n.bare("_fields_pkey"),
+        "fields_session_fkey": n.bare("_fields_session_fkey"),
+        "fields_expires_idx": n.bare("_fields_expires_idx"),
+        "live": n.q("_live"),
+        "ttl": n.q("_ttl"),
+        "write": n.q("_write"),
+        "remove": n.q("_remove"),
+        "delete": n.q("_delete"),
+        "expire": n.q("_expire"),
+        "rename": n.q("_rename"),
+        "delete_expired": n.q("_delete_expired"),
+        "collision": COLLISION_STATE,
+    }
+
+
+#: Migrations by version. Each runs once, in a transaction, recorded in ``{table}_schema_version``.
+MIGRATIONS: Final = {
+    1: [_TABLES, _LIVE, _TTL, _WRITE, _REMOVE, _DELETE, _EXPIRE, _RENAME, _DELETE_EXPIRED],
+}
+LATEST: Final = max(MIGRATIONS)
+
+
+class Queries:
+    """The statements the store runs, for one set of names (prepared by asyncpg's cache)."""
+
+    def __init__(self, n: Names) -> None:
+        m = names_map(n)
+        self.version_table = (
+            f"CREATE TABLE IF NOT EXISTS {m['version']} "
+            f"(version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        self.current_version = f"SELECT coalesce(max(version), 0) FROM {m['version']}"
+        self.record_version = f"INSERT INTO {m['version']} (version) VALUES ($1)"
+        self.get = (
+            f"SELECT f.value FROM {m['fields']} f JOIN {m['sessions']} s ON s.id = f.session_id "
+            f"WHERE f.session_id = $1 AND f.field = $2 AND s.expires_at > now() "
+            f"AND (f.expires_at IS NULL OR f.expires_at > now())"
+        )
+        self.get_all = (
+            f"SELECT {m['ttl']}(s.expires_at), f.field, f.value, "
+            f"CASE WHEN f.expires_at IS NULL THEN NULL ELSE {m['ttl']}(f.expires_at) END, "
+            f"f.hot_ttl FROM {m['sessions']} s JOIN {m['fields']} f ON f.session_id = s.id "
+            f"WHERE s.id = $1 AND s.expires_at > now() "
+            f"AND (f.expires_at IS NULL OR f.expires_at > now())"
+        )
+        self.write = f"SELECT * FROM {m['write']}($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        self.remove = f"SELECT * FROM {m['remove']}($1, $2)"
+        self.delete = f"SELECT {m['delete']}($1)"
+        self.expire = f"SELECT {m['expire']}($1, $2)"
+        self.rename = f"SELECT {m['rename']}($1, $2)"
+        self.delete_expired = f"SELECT {m['delete_expired']}()"
+
+    @staticmethod
+    def migration(n: Names, version: int) -> list[str]:
+        m = names_map(n)
+        return [sql.format(**m) for sql in MIGRATIONS[version]]
