@@ -215,54 +215,30 @@ def _as_postgres_user() -> list[str]:
 class PostgresServer:
     datadir: str
     port: int
-    proc: subprocess.Popen[bytes] | None = None
 
     @property
     def dsn(self) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                *_as_postgres_user(),
-                _pg_bin("postgres"),
-                "-D",
-                self.datadir,
-                "-p",
-                str(self.port),
-                "-k",
-                self.datadir,
-                "-c",
-                "listen_addresses=127.0.0.1",
-                "-c",
-                "fsync=off",
-                "-c",
-                "synchronous_commit=off",
-                "-c",
-                "full_page_writes=off",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_for_port(self.port, self.proc)
-        deadline = time.monotonic() + 30
-        while subprocess.run(
-            [_pg_bin("pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],
+    def _pg_ctl(self, *args: str) -> None:
+        subprocess.run(
+            [*_as_postgres_user(), _pg_bin("pg_ctl"), "-D", self.datadir, "-w", "-t", "60", *args],
+            check=True,
             capture_output=True,
-        ).returncode:
-            if time.monotonic() > deadline:
-                raise RuntimeError("the test PostgreSQL did not become ready")
-            time.sleep(0.05)
+            timeout=90,
+        )
+
+    def start(self) -> None:
+        options = (
+            f"-p {self.port} -k {self.datadir} -c listen_addresses=127.0.0.1 "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        )
+        log = os.path.join(self.datadir, "server.log")
+        self._pg_ctl("-l", log, "-o", options, "start")
 
     def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()  # SIGTERM: smart shutdown after clients are cut
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-            self.proc = None
+        """Fast shutdown, waiting until the server is gone (clients are disconnected)."""
+        self._pg_ctl("-m", "fast", "stop")
 
 
 @contextmanager

@@ -28,7 +28,7 @@ from __future__ import annotations
 import abc
 import enum
 from collections.abc import Mapping
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, suppress
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Final, Self
@@ -172,11 +172,15 @@ class SessionStore(abc.ABC):
         try:
             await self._open(nursery)
         except BaseException:
-            # Leave the nursery cleanly so the caller sees the open error itself, not an
-            # ExceptionGroup around it.
+            # Release what was opened before the failure (_close copes with a half-open
+            # store), then leave the nursery cleanly so the caller sees the open error itself,
+            # not an ExceptionGroup around it.
+            self._closed = True
+            # The open error is the one to report, not a failure to clean up after it.
+            with trio.move_on_after(CLOSE_TIMEOUT, shield=True), suppress(Exception):
+                await self._close()
             nursery.cancel_scope.cancel()
             await stack.aclose()
-            self._closed = True
             raise
         self._nursery = nursery
         return self

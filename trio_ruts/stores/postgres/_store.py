@@ -11,11 +11,11 @@ from urllib.parse import urlsplit
 
 import asyncpg
 import trio
-import trio_asyncio
 
 from ..._errors import SessionIdCollision, StoreError, StoreTimeout
 from ..._ids import SessionId
 from ..._store import FieldRecord, Removal, SessionRecord, SessionStore, Write, WriteResult
+from .._asyncio import bridge, current_loop_or_fail, open_private_loop
 from ._schema import COLLISION_STATE, LATEST, Names, Queries, check_identifier
 
 _log = logging.getLogger("trio_ruts.postgres")
@@ -70,6 +70,7 @@ class PostgresStore(SessionStore):
         self._sweep_interval = sweep_interval
         self._connect_timeout = connect_timeout
         self._where = _describe(dsn)
+        self._loop: Any = None
 
     @classmethod
     def from_dsn(
@@ -137,7 +138,7 @@ class PostgresStore(SessionStore):
     async def _aio(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         """Run an asyncio coroutine function in the store's loop, translating errors."""
         try:
-            return await trio_asyncio.aio_as_trio(fn)(*args)  # type: ignore[no-any-return]
+            return await bridge(self._loop, fn)(*args)  # type: ignore[no-any-return]
         except asyncpg.PostgresError as exc:
             state = getattr(exc, "sqlstate", "") or ""
             if state == COLLISION_STATE or (
@@ -148,12 +149,21 @@ class PostgresStore(SessionStore):
                     "the new session id is already in use; nothing was changed"
                 ) from exc
             if state[:2] in _UNAVAILABLE_CLASSES:
+                await self._replace_connections()
                 raise StoreError(f"{self._where} is unavailable: {exc}") from exc
             raise StoreError(f"{self._where} refused the statement: {exc}") from exc
         except TimeoutError as exc:
             raise StoreTimeout(f"{self._where} did not answer in time") from exc
-        except (OSError, asyncpg.InterfaceError) as exc:
+        except (OSError, asyncpg.InterfaceError, asyncpg.exceptions.InternalClientError) as exc:
+            await self._replace_connections()
             raise StoreError(f"{self._where} is unreachable: {exc}") from exc
+
+    async def _replace_connections(self) -> None:
+        # After the server went away, pooled connections may be dead or half-way through a
+        # protocol exchange: have asyncpg replace every one of them on its next use.
+        if self._pool is not None:
+            with trio.move_on_after(5, shield=True):
+                await bridge(self._loop, self._pool.expire_connections)()
 
     async def _fetchrow(self, query: str, *args: Any) -> Any:
         self._check_open()
@@ -167,7 +177,7 @@ class PostgresStore(SessionStore):
 
     async def _open(self, nursery: trio.Nursery) -> None:
         if self._owns_pool:
-            await self._exit_stack.enter_async_context(trio_asyncio.open_loop())
+            self._loop = await open_private_loop(self._exit_stack)
             try:
                 with trio.fail_after(self._connect_timeout):
                     self._pool = await self._aio(
@@ -183,6 +193,8 @@ class PostgresStore(SessionStore):
                     f"{self._where} did not accept connections within "
                     f"{self._connect_timeout} s (connect timeout)"
                 ) from None
+        else:
+            self._loop = current_loop_or_fail("an asyncpg pool")
         await self._aio(self._migrate)
         if self._sweep_interval is not None:
             nursery.start_soon(self._sweeper, self._sweep_interval)

@@ -6,10 +6,10 @@ from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from typing import Any
 
-import trio_asyncio
 from redis import exceptions as redis_errors
 
 from ..._errors import StoreError, StoreTimeout
+from .._asyncio import bridge, open_private_loop
 from ._transport import Arg, ReplyError
 
 
@@ -23,20 +23,22 @@ class RedisPyTransport:
             raise ValueError("the redis-py client must be created with decode_responses=False")
         self._client = client
         self._open = False
+        self._execute: Any = None
 
     def __str__(self) -> str:
         return f"redis via {type(self._client).__name__}"
 
     async def open(self, stack: AsyncExitStack) -> None:
         # The loop lives on the store's exit stack: it is left after aclose(), in order.
-        await stack.enter_async_context(trio_asyncio.open_loop())
+        self._loop = await open_private_loop(stack)
+        self._execute = bridge(self._loop, self._client.execute_command)
         self._open = True
         await self.execute(None, ("PING",), idempotent=True)
 
     async def aclose(self) -> None:
         if self._open:
             self._open = False
-            await trio_asyncio.aio_as_trio(self._close_client)()
+            await bridge(self._loop, self._close_client)()
 
     async def _close_client(self) -> None:
         # The client's connections belong to the loop the store is about to close: drop them
@@ -48,7 +50,7 @@ class RedisPyTransport:
 
     async def execute(self, key: bytes | None, args: Sequence[Arg], *, idempotent: bool) -> Any:
         try:
-            return await trio_asyncio.aio_as_trio(self._client.execute_command)(*args)
+            return await self._execute(*args)
         except redis_errors.NoScriptError as exc:
             return ReplyError(f"NOSCRIPT {exc}")
         except redis_errors.ResponseError as exc:
