@@ -13,7 +13,7 @@ import trio
 from trio.testing import MockClock
 
 from tests import servers
-from trio_ruts.stores import MemoryStore, PostgresStore, RedisStore, SessionStore
+from trio_ruts.stores import LayeredStore, MemoryStore, PostgresStore, RedisStore, SessionStore
 
 
 @dataclass(frozen=True)
@@ -118,6 +118,19 @@ KITS: list[StoreKit] = [
     ),
     StoreKit("redis-py", _redispy_store, marks=(pytest.mark.redis,)),
     StoreKit("postgres", _postgres_store, marks=(pytest.mark.postgres,)),
+    StoreKit(
+        "layered-memory",
+        lambda request: LayeredStore(MemoryStore(), MemoryStore()),
+        mock_clock=True,
+    ),
+    StoreKit(
+        "layered-redis-postgres",
+        lambda request: LayeredStore(
+            RedisStore.from_url(request.getfixturevalue("redis74").url, prefix=_prefix()),
+            _postgres_store(request),
+        ),
+        marks=(pytest.mark.redis, pytest.mark.postgres),
+    ),
 ]
 
 

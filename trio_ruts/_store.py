@@ -66,6 +66,8 @@ class Write:
             ``rename`` is set. If ``fresh_id`` is already taken the store raises
             :class:`~trio_ruts.SessionIdCollision` and changes nothing. It keeps ``id``'s
             hash tag (make it with ``id.regenerate()``), so both live in one cluster slot.
+            ``fresh_id == id`` (without ``rename``) writes at exactly that id, whether or not
+            the store holds it: layered stores mirror sessions into their hot layer this way.
         field: the field name.
         value: the encoded value.
         only_if_absent: write only if the field is absent (``insert``); otherwise upsert.

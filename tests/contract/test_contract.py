@@ -570,3 +570,18 @@ async def test_write_result_reports_lifetime(store: SessionStore, clock: Any) ->
     assert again.id == result.id
     assert 298 <= again.ttl <= 300
     assert await store.get(result.id, "a") == b"\x01"
+
+
+async def test_write_at_exactly_the_given_id(store: SessionStore, clock: Any) -> None:
+    """``fresh_id == id`` writes at exactly that id, existing or not (layered stores mirror a
+    session into their hot layer this way)."""
+    sid = SessionId.generate()
+    first = await store.write(raw_write(sid, "a", b"\x01", fresh_id=sid))
+    assert first.written
+    assert first.id == sid
+    second = await store.write(raw_write(sid, "b", b"\x02", fresh_id=sid))
+    assert second.written
+    assert second.id == sid
+    record = await store.get_all(sid)
+    assert record is not None
+    assert set(record.fields) == {"a", "b"}

@@ -19,6 +19,7 @@ from .._strategy import WriteThrough as WriteThrough
 from ._memory import MemoryStore as MemoryStore
 
 if TYPE_CHECKING:
+    from .layered import LayeredStore as LayeredStore
     from .postgres import PostgresStore as PostgresStore
     from .redis import RedisStore as RedisStore
 
@@ -26,12 +27,14 @@ if TYPE_CHECKING:
 _LAZY: dict[str, str] = {
     "RedisStore": ".redis",
     "PostgresStore": ".postgres",
+    "LayeredStore": ".layered",
 }
 
 __all__ = [
     "ColdOnly",
     "FieldRecord",
     "HotOnly",
+    "LayeredStore",
     "MemoryStore",
     "Placement",
     "PostgresStore",

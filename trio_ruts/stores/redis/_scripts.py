@@ -65,9 +65,10 @@ _WRITE = r"""
 local cur, fresh = KEYS[1], KEYS[2]
 local f, value, nx = ARGV[2], ARGV[3], ARGV[4] == '1'
 local fttl, kttl = tonumber(ARGV[5]) or 0, tonumber(ARGV[6])
-local rename, hot = ARGV[7] == '1', ARGV[8]
+local rename, hot, has_id = ARGV[7] == '1', ARGV[8], ARGV[9] == '1'
 
-local has = cur ~= fresh and live(cur) > 0
+-- has_id with cur == fresh: write at exactly that id, whether or not it exists.
+local has = has_id and live(cur) > 0
 if (rename or not has) and live(fresh) > 0 then
   return redis.error_reply('COLLISION the new session id is already in use')
 end

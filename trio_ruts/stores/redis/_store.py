@@ -221,6 +221,7 @@ class RedisStore(SessionStore):
             write.key_ttl,
             b"1" if write.rename else b"0",
             b"" if write.hot_ttl is None else write.hot_ttl,
+            b"0" if write.id is None else b"1",
         )
         written, moved, ttl = await self._run(scripts.WRITE, (current, fresh), args, False)
         target = write.fresh_id if moved or write.id is None else write.id
