@@ -33,13 +33,13 @@ class SessionId:
     __slots__ = ("_bytes", "_text")
 
     _bytes: bytes
-    _text: str
+    _text: str | None  # rendered on first use: most ids never need it
 
     def __init__(self, raw: bytes) -> None:
         if type(raw) is not bytes or len(raw) != ID_BYTES:
             raise InvalidSessionId(f"a session id is exactly {ID_BYTES} bytes")
         self._bytes = raw
-        self._text = base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+        self._text = None
 
     @classmethod
     def generate(cls) -> SessionId:
@@ -65,9 +65,11 @@ class SessionId:
                 "a session id is 22 characters of unpadded base64url (A-Z a-z 0-9 - _)"
             )
         try:
-            return cls(base64.urlsafe_b64decode(text + "=="))
+            parsed = cls(base64.urlsafe_b64decode(text + "=="))
         except binascii.Error as exc:  # pragma: no cover - the pattern already rules it out
             raise InvalidSessionId("a session id is unpadded base64url") from exc
+        parsed._text = text  # canonical, so it is exactly what __str__ would render
+        return parsed
 
     @property
     def bytes(self) -> bytes:
@@ -77,10 +79,13 @@ class SessionId:
     @property
     def tag(self) -> str:
         """The first four characters, kept across :meth:`regenerate` (a cluster hash tag)."""
-        return self._text[:TAG_CHARS]
+        return str(self)[:TAG_CHARS]
 
     def __str__(self) -> str:
-        return self._text
+        text = self._text
+        if text is None:
+            text = self._text = base64.urlsafe_b64encode(self._bytes).rstrip(b"=").decode("ascii")
+        return text
 
     def __repr__(self) -> str:
         return "SessionId(<redacted>)"

@@ -55,9 +55,10 @@ class Placement(enum.Enum):
     COLD = "cold"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Write:
-    """One field write, with everything a store needs to apply it atomically.
+    """One field write, with everything a store needs to apply it atomically. Treat it as
+    immutable (it is not frozen only because frozen dataclasses are slow to create).
 
     Attributes:
         id: the session's current id, or ``None`` when there is no session yet.
@@ -92,7 +93,7 @@ class Write:
     placement: Placement = Placement.BOTH
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class WriteResult:
     """What a write did.
 
@@ -107,7 +108,7 @@ class WriteResult:
     ttl: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Removal:
     """What a field removal did.
 
@@ -121,7 +122,7 @@ class Removal:
     ttl: int | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class FieldRecord:
     """A live field as stored.
 
@@ -137,7 +138,7 @@ class FieldRecord:
     hot_ttl: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SessionRecord:
     """A whole live session: its remaining lifetime and its live fields (never empty)."""
 

@@ -29,14 +29,22 @@ end
 -- on servers that cannot expire fields themselves. Counting, not EXISTS: with HEXPIRE a hash
 -- whose fields all expired may exist until the server's expiry cycle reclaims it.
 local function live(key)
+  if native then
+    -- Only names are needed: count the fields that are not meta fields.
+    local users = 0
+    for _, name in ipairs(redis.call('HKEYS', key)) do
+      if string.byte(name, 1) ~= 0 then users = users + 1 end
+    end
+    return users
+  end
   local all = redis.call('HGETALL', key)
   if #all == 0 then return 0 end
-  local now = native and 0 or now_ms()
+  local now = now_ms()
   local users, dead = 0, {}
   for i = 1, #all, 2 do
     local name = all[i]
     if string.byte(name, 1) == 0 then
-      if not native and string.sub(name, 2, 3) == 'e:' then
+      if string.sub(name, 2, 3) == 'e:' then
         local at = tonumber(all[i + 1])
         if at ~= -1 and at <= now then
           local f = string.sub(name, 4)
@@ -81,36 +89,40 @@ local written = 0
 if not (nx and redis.call('HEXISTS', key, f) == 1) then
   written = 1
   local e, h = '\0e:' .. f, '\0h:' .. f
-  redis.call('HSET', key, f, value)
-  local fields = {f}
-  if hot == '' then redis.call('HDEL', key, h) else
-    redis.call('HSET', key, h, hot)
+  -- HSET gives each field it overwrites a clean slate (an overwritten field loses its
+  -- HEXPIRE), so only what must differ from that is set below.
+  local set, drop, fields = {f, value}, {}, {f}
+  if hot == '' then drop[#drop + 1] = h else
+    set[#set + 1] = h
+    set[#set + 1] = hot
     fields[2] = h
   end
   if fttl == -1 then
-    redis.call('HSET', key, e, '-1')
+    set[#set + 1] = e
+    set[#set + 1] = '-1'
   elseif fttl > 0 and not native then
-    redis.call('HSET', key, e, now_ms() + fttl * 1000)
+    set[#set + 1] = e
+    set[#set + 1] = now_ms() + fttl * 1000
   else
-    redis.call('HDEL', key, e)
+    drop[#drop + 1] = e
   end
-  if native then
-    if fttl > 0 then
-      redis.call('HEXPIRE', key, fttl, 'FIELDS', #fields, unpack(fields))
-    else
-      redis.call('HPERSIST', key, 'FIELDS', #fields, unpack(fields))
-    end
+  redis.call('HSET', key, unpack(set))
+  if #drop > 0 then redis.call('HDEL', key, unpack(drop)) end
+  if native and fttl > 0 then
+    redis.call('HEXPIRE', key, fttl, 'FIELDS', #fields, unpack(fields))
   end
   -- The session lives at least max(current, default, field ttl); -1 anywhere persists it.
   if kttl == -1 or fttl == -1 then
     redis.call('PERSIST', key)
-  else
-    local want = math.max(kttl, fttl) * 1000
-    local current = redis.call('PTTL', key)
-    if (not has and current == -1) or (current ~= -1 and current < want) then
-      redis.call('PEXPIRE', key, want)
-    end
+    return {written, key == fresh and 1 or 0, -1}
   end
+  local want = math.max(kttl, fttl) * 1000
+  local current = redis.call('PTTL', key)
+  if (not has and current == -1) or (current ~= -1 and current < want) then
+    redis.call('PEXPIRE', key, want)
+    current = want
+  end
+  return {written, key == fresh and 1 or 0, current == -1 and -1 or math.ceil(current / 1000)}
 end
 return {written, key == fresh and 1 or 0, redis.call('TTL', key)}
 """

@@ -9,7 +9,7 @@ from typing import Any, Literal
 import trio
 
 from ..._errors import SessionIdCollision, StoreError
-from ..._ids import TAG_CHARS, SessionId
+from ..._ids import TAG_BYTES, TAG_CHARS, SessionId
 from ..._store import FieldRecord, Removal, SessionRecord, SessionStore, Write, WriteResult
 from . import _scripts as scripts
 from ._cluster import Cluster
@@ -202,7 +202,7 @@ class RedisStore(SessionStore):
 
     @staticmethod
     def _same_slot(a: SessionId, b: SessionId) -> None:
-        if a.tag != b.tag:
+        if a.bytes[:TAG_BYTES] != b.bytes[:TAG_BYTES]:
             raise ValueError(
                 "the new id must keep the old id's hash tag (use old_id.regenerate()), or the "
                 "rename would cross Redis Cluster slots"

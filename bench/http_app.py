@@ -1,0 +1,67 @@
+"""The app the HTTP benchmark serves: the counter, with or without sessions.
+
+Chosen by the environment: ``BENCH_STORE`` is ``bare`` (no session middleware), ``memory`` or
+``redis`` (with ``BENCH_REDIS_URL``). Served by ``hypercorn --worker-class trio
+bench.http_app:app``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import trio
+from quart_trio import QuartTrio
+
+from trio_ruts import CookieOptions, MemoryStore
+from trio_ruts.quart import Sessions, session
+from trio_ruts.stores import RedisStore, SessionStore
+
+MODE = os.environ.get("BENCH_STORE", "bare")
+app = QuartTrio(__name__)
+app.config["PROPAGATE_EXCEPTIONS"] = False
+_hits = 0
+
+if MODE == "checkpoints":  # diagnostic: bare plus two scheduler round trips
+
+    @app.get("/")
+    async def index() -> str:
+        global _hits
+        await trio.lowlevel.checkpoint()
+        await trio.lowlevel.checkpoint()
+        _hits += 1
+        return f"You've visited this page {_hits} times\n"
+
+elif MODE == "setcookie":  # diagnostic: bare plus a constant Set-Cookie header
+
+    @app.get("/")
+    async def index() -> tuple[str, dict[str, str]]:
+        global _hits
+        _hits += 1
+        cookie = "session=AAAAAAAAAAAAAAAAAAAAAA; Max-Age=3600; Path=/; HttpOnly; SameSite=Lax"
+        return f"You've visited this page {_hits} times\n", {"Set-Cookie": cookie}
+
+elif MODE == "bare":
+
+    @app.get("/")
+    async def index() -> str:
+        global _hits
+        _hits += 1  # the same work without a session: count, answer
+        return f"You've visited this page {_hits} times\n"
+
+else:
+    store: SessionStore
+    if MODE in ("memory", "memory-get"):
+        store = MemoryStore()
+    elif MODE == "redis":
+        store = RedisStore.from_url(os.environ["BENCH_REDIS_URL"], pool_size=50)
+    else:
+        raise SystemExit(f"BENCH_STORE must be bare, memory or redis, not {MODE!r}")
+    Sessions(app, store, cookie=CookieOptions(name="session", max_age=3600, secure=False))
+
+    @app.get("/")
+    async def index() -> str:
+        count = await session.get("count", 0) + 1  # one read and one write of a field
+        if MODE == "memory-get":  # diagnostic: the read alone (no write, so no cookie)
+            return f"You've visited this page {count} times\n"
+        await session.update("count", count)
+        return f"You've visited this page {count} times\n"

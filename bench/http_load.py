@@ -1,0 +1,141 @@
+"""HTTP throughput of the demo-style app with and without sessions, loaded by wrk.
+
+Each variant of ``bench/http_app.py`` runs in its own Hypercorn process (trio worker) on a
+loopback port; wrk loads them in turn, round after round, so that machine noise falls on all
+alike; each figure is the median over the rounds. Session variants send one fixed session
+cookie, so every request reads and writes one field of a live session.
+
+Usage: python bench/http_load.py [--quick] [--modes bare,memory,redis]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests import servers  # noqa: E402
+
+CONNECTIONS = 50
+
+
+def ensure_wrk() -> str:
+    """wrk from Debian's packages, installed if missing (needs root, as on CI)."""
+    found = shutil.which("wrk")
+    if found:
+        return found
+    sudo = [] if os.geteuid() == 0 else ["sudo"]
+    subprocess.run([*sudo, "apt-get", "update", "-qq"], check=True)
+    subprocess.run(
+        [*sudo, "apt-get", "install", "-y", "-qq", "wrk"],
+        check=True,
+        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+    )
+    found = shutil.which("wrk")
+    if found is None:
+        raise RuntimeError("wrk could not be installed")
+    return found
+
+
+@contextmanager
+def serve(mode: str, env: dict[str, str]) -> Iterator[str]:
+    port = servers.free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hypercorn",
+            "--worker-class",
+            "trio",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "bench.http_app:app",
+        ],
+        cwd=ROOT,
+        env={**os.environ, **env, "BENCH_STORE": mode},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        servers.wait_for_port(port, proc)  # type: ignore[arg-type]
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def session_cookie(url: str) -> str | None:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        header = response.headers.get("Set-Cookie")
+    return None if header is None else header.split(";")[0]
+
+
+def load(wrk: str, url: str, cookie: str | None, seconds: float) -> float:
+    args = [wrk, "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", url]
+    if cookie:
+        args[1:1] = ["-H", f"Cookie: {cookie}"]
+    out = subprocess.run(args, check=True, capture_output=True, text=True, timeout=120).stdout
+    if "Non-2xx" in out:
+        raise RuntimeError(f"{url} answered errors under load:\n{out}")
+    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if match is None:
+        raise RuntimeError(f"unexpected wrk output:\n{out}")
+    return float(match.group(1))
+
+
+def run(modes: list[str], quick: bool, redis_url: str | None = None) -> dict[str, Any]:
+    """Requests per second per mode (medians), and ratios against ``bare``."""
+    wrk = ensure_wrk()
+    rounds, seconds = (3, 2) if quick else (5, 5)
+    env = {"BENCH_REDIS_URL": redis_url or ""}
+    with ExitStack() as stack:
+        urls = {m: stack.enter_context(serve(m, env)) for m in modes}
+        cookies = {m: session_cookie(u) for m, u in urls.items()}
+        for mode, url in urls.items():  # warm-up
+            load(wrk, url, cookies[mode], 1)
+        samples: dict[str, list[float]] = {m: [] for m in modes}
+        for _ in range(rounds):
+            for mode, url in urls.items():
+                samples[mode].append(load(wrk, url, cookies[mode], seconds))
+    result = {m: statistics.median(v) for m, v in samples.items()}
+    print(f"\nHTTP, wrk -c{CONNECTIONS}, median of {rounds} x {seconds}s runs")
+    for mode, rps in result.items():
+        ratio = rps / result["bare"] if "bare" in result else float("nan")
+        print(
+            f"  {mode:12} {rps:9.0f} req/s  {ratio:5.2f}x bare   runs: "
+            + ", ".join(f"{v:.0f}" for v in samples[mode])
+        )
+    return {"rps": result, "samples": samples}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--modes", default="bare,memory,redis")
+    args = parser.parse_args()
+    modes = args.modes.split(",")
+    if "redis" in modes:
+        with servers.redis_server(servers.system_redis_binary()) as redis:
+            run(modes, args.quick, redis.url)
+    else:
+        run(modes, args.quick)
+
+
+if __name__ == "__main__":
+    main()
