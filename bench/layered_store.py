@@ -103,7 +103,9 @@ def run(quick: bool) -> dict[str, Any]:
             "" if bound is None else f"  (<= {bound}: {'met' if value <= bound else 'MISSED'})"
         )
         print(f"  {name:30} {value:6.2f}{verdict}")
-    return {k: round(v, 3) for k, v in ratios.items()}
+    return {k: round(v, 3) for k, v in ratios.items()} | {
+        "latency_us": {k: round(v, 1) for k, v in lat.items()}
+    }
 
 
 if __name__ == "__main__":

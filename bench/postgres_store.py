@@ -96,6 +96,7 @@ def run(quick: bool) -> dict[str, Any]:
         "postgres_get_vs_bridged": round(ratio, 3),
         "postgres_update_vs_bridged": round(lat["Session.update"] / floor, 3),
         "postgres_bridge_cost": round(floor / lat["bare asyncpg on asyncio"], 3),
+        "latency_us": {k: round(v, 1) for k, v in lat.items()},
     }
 
 

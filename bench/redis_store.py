@@ -195,7 +195,11 @@ async def main(quick: bool, server: servers.RedisServer, version: str) -> dict[s
             print(f"  {name:30} {value:6.2f}  ({op} {bound}: {'met' if ok else 'MISSED'})")
         else:
             print(f"  {name:30} {value:6.2f}")
-    return {k: round(v, 3) for k, v in ratios.items()} | {"redis_server": version}
+    return {k: round(v, 3) for k, v in ratios.items()} | {
+        "redis_server": version,
+        "latency_us": {k: round(v, 1) for k, v in lat.items()},
+        "ops_per_s": {k: round(v) for k, v in thr.items()},
+    }
 
 
 def run(quick: bool, version: str | None = None) -> dict[str, Any]:

@@ -93,6 +93,18 @@ def _redispy_store(request: pytest.FixtureRequest) -> SessionStore:
     return RedisStore.from_client(redis.asyncio.Redis(connection_pool=pool), prefix=_prefix())
 
 
+def _redispy_cluster_store(request: pytest.FixtureRequest) -> SessionStore:
+    from redis.asyncio.cluster import ClusterNode, RedisCluster
+
+    nodes = request.getfixturevalue("redis_cluster")
+    # redis-py's cluster client fails instead of waiting past max_connections per node (100
+    # by default); the contract suite runs 200 concurrent writers against one node.
+    client = RedisCluster(
+        startup_nodes=[ClusterNode("127.0.0.1", n.port) for n in nodes], max_connections=256
+    )
+    return RedisStore.from_client(client, prefix=_prefix())
+
+
 KITS: list[StoreKit] = [
     StoreKit("memory", lambda request: MemoryStore(), mock_clock=True),
     StoreKit(
@@ -117,6 +129,7 @@ KITS: list[StoreKit] = [
         marks=(pytest.mark.redis,),
     ),
     StoreKit("redis-py", _redispy_store, marks=(pytest.mark.redis,)),
+    StoreKit("redis-py-cluster", _redispy_cluster_store, marks=(pytest.mark.redis,)),
     StoreKit("postgres", _postgres_store, marks=(pytest.mark.postgres,)),
     StoreKit(
         "layered-memory",

@@ -9,6 +9,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from functools import partial
+from typing import Any
 
 import pytest
 import trio
@@ -337,3 +338,42 @@ async def test_random_cancellations_leave_everything_consistent(
         assert everything["seed"] == 0
         for field, value in confirmed.items():
             assert everything[field] in {value} | maybe[field]
+
+
+async def test_tls(tmp_path: Any) -> None:
+    """rediss:// against a redis-server with a TLS port and a CA of the test's own."""
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("localhost", "127.0.0.1")
+    crt, key, ca_file = tmp_path / "server.crt", tmp_path / "server.key", tmp_path / "ca.crt"
+    cert.cert_chain_pems[0].write_to_path(str(crt))
+    cert.private_key_pem.write_to_path(str(key))
+    ca.cert_pem.write_to_path(str(ca_file))
+    tls_port = servers.free_port()
+    with servers.redis_server(
+        servers.system_redis_binary(),
+        None,
+        "--tls-port",
+        str(tls_port),
+        "--tls-cert-file",
+        str(crt),
+        "--tls-key-file",
+        str(key),
+        "--tls-ca-cert-file",
+        str(ca_file),
+        "--tls-auth-clients",
+        "no",
+    ):
+        trusted = ssl.create_default_context()
+        ca.configure_trust(trusted)
+        url = f"rediss://localhost:{tls_port}"
+        async with RedisStore.from_url(url, ssl_context=trusted) as store:
+            s = Session(store, cookie=COOKIE)
+            await s.update("secret", "over tls")
+            assert await Session(store, s.id).get("secret") == "over tls"
+        with pytest.raises(StoreError, match=f"rediss://localhost:{tls_port}"):
+            async with RedisStore.from_url(url, connect_timeout=5):  # the system's CAs
+                pass

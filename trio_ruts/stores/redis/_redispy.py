@@ -19,7 +19,8 @@ class RedisPyTransport:
 
     def __init__(self, client: Any) -> None:
         options = getattr(getattr(client, "connection_pool", None), "connection_kwargs", {})
-        if options.get("decode_responses") or getattr(client, "decode_responses", False):
+        encoder = client.get_encoder() if hasattr(client, "get_encoder") else None
+        if options.get("decode_responses") or getattr(encoder, "decode_responses", False):
             raise ValueError("the redis-py client must be created with decode_responses=False")
         self._client = client
         self._open = False
@@ -57,5 +58,10 @@ class RedisPyTransport:
             return ReplyError(str(exc))
         except redis_errors.TimeoutError as exc:
             raise StoreTimeout(f"{self}: timed out ({exc})") from exc
+        except redis_errors.MaxConnectionsError as exc:
+            raise StoreError(
+                f"{self}: the client's connection limit was reached; raise its "
+                f"max_connections or give it a BlockingConnectionPool"
+            ) from exc
         except (redis_errors.ConnectionError, OSError) as exc:
-            raise StoreError(f"{self} is unreachable: {exc}") from exc
+            raise StoreError(f"{self} is unreachable: {exc!r}") from exc
