@@ -131,7 +131,9 @@ def main() -> None:
     args = parser.parse_args()
     modes = args.modes.split(",")
     if "redis" in modes:
-        with servers.redis_server(servers.system_redis_binary()) as redis:
+        found = servers.redis74_binary()
+        binary, env = found if found else (servers.system_redis_binary(), {})
+        with servers.redis_server(binary, env) as redis:
             run(modes, args.quick, redis.url)
     else:
         run(modes, args.quick)

@@ -52,7 +52,9 @@ def part(name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
 
 
 def http(quick: bool) -> dict[str, Any]:
-    with servers.redis_server(servers.system_redis_binary()) as redis:
+    found = servers.redis74_binary()  # the same server as the store benchmarks use
+    binary, env = found if found else (servers.system_redis_binary(), {})
+    with servers.redis_server(binary, env) as redis:
         return http_load.run(["bare", "memory", "redis"], quick, redis.url)
 
 
