@@ -377,3 +377,20 @@ async def test_tls(tmp_path: Any) -> None:
         with pytest.raises(StoreError, match=f"rediss://localhost:{tls_port}"):
             async with RedisStore.from_url(url, connect_timeout=5):  # the system's CAs
                 pass
+
+
+async def test_reads_retry_once_on_a_dead_pooled_connection(
+    redis70: servers.RedisServer,
+) -> None:
+    """The server closed our idle connection: a read retries on a fresh one; a write, which
+    may not be safe to repeat, reports the broken connection instead."""
+    async with RedisStore.from_url(redis70.url, prefix="retry:", pool_size=2) as store:
+        s = Session(store, cookie=COOKIE)
+        await s.update("a", 1)
+        redis70.cli("CLIENT", "KILL", "TYPE", "normal")
+        assert await Session(store, s.id).get("a") == 1  # retried transparently
+        redis70.cli("CLIENT", "KILL", "TYPE", "normal")
+        with pytest.raises(StoreError, match="connection broke"):
+            await Session(store, s.id, cookie=COOKIE).update("b", 2)
+        await Session(store, s.id, cookie=COOKIE).update("b", 2)  # a fresh connection works
+        assert await Session(store, s.id).get("b") == 2
