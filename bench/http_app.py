@@ -1,8 +1,10 @@
 """The app the HTTP benchmark serves: the counter, with or without sessions.
 
 Chosen by the environment: ``BENCH_STORE`` is ``bare`` (no session middleware), ``memory`` or
-``redis`` (with ``BENCH_REDIS_URL``). Served by ``hypercorn --worker-class trio
-bench.http_app:app``.
+``redis`` (with ``BENCH_REDIS_URL``). Diagnostic variants used to find where time goes:
+``checkpoints`` (bare plus two trio checkpoints), ``setcookie`` (bare plus a constant
+Set-Cookie header) and ``memory-get`` (the session read alone).
+Served by ``hypercorn --worker-class trio bench.http_app:app``.
 """
 
 from __future__ import annotations

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench._timing import interleaved_medians
 from tests import servers
 from trio_ruts import CookieOptions, Session
 from trio_ruts.stores import LayeredStore, PostgresStore, RedisStore, SessionStore
@@ -61,16 +60,7 @@ async def main(redis_url: str, dsn: str, calls: int) -> dict[str, float]:
             "read: hot alone": lambda: Session(hot, on["hot"].id).get("field"),
             "read: layered hit": lambda: Session(layered, on["layered"].id).get("field"),
         }
-        samples: dict[str, list[float]] = {name: [] for name in ops}
-        for _ in range(calls // 10):
-            for op in ops.values():
-                await op()
-        for _ in range(calls):
-            for name, op in ops.items():
-                start = time.perf_counter_ns()
-                await op()
-                samples[name].append((time.perf_counter_ns() - start) / 1000)
-        return {n: statistics.median(v) for n, v in samples.items()}
+        return await interleaved_medians(ops, calls)
 
 
 def run(quick: bool) -> dict[str, Any]:

@@ -28,6 +28,7 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench._timing import interleaved_medians
 from tests import servers
 from trio_ruts import CookieOptions, Session
 from trio_ruts.stores import PostgresStore
@@ -52,16 +53,7 @@ async def trio_side(dsn: str, calls: int) -> tuple[dict[str, float], bytes]:
             "Session.get": lambda: Session(store, sid, cookie=cookie).get("field"),
             "Session.update": lambda: Session(store, sid, cookie=cookie).update("field", "v"),
         }
-        samples: dict[str, list[float]] = {name: [] for name in ops}
-        for _ in range(calls // 10):
-            for op in ops.values():
-                await op()
-        for _ in range(calls):
-            for name, op in ops.items():
-                start = time.perf_counter_ns()
-                await op()
-                samples[name].append((time.perf_counter_ns() - start) / 1000)
-        return {n: statistics.median(v) for n, v in samples.items()}, sid.bytes
+        return await interleaved_medians(ops, calls), sid.bytes
 
 
 async def asyncio_side(dsn: str, sid: bytes, calls: int) -> float:

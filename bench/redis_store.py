@@ -21,7 +21,6 @@ import json
 import statistics
 import sys
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +29,11 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench._timing import Op, interleaved_medians
 from tests import servers
 from trio_ruts import CookieOptions, Session
 from trio_ruts.stores import RedisStore
 
-Op = Callable[[], Awaitable[Any]]
 TASKS = 50
 
 
@@ -56,22 +55,6 @@ class RawConnection:
             self.reader.feed(await self.stream.receive_some(65536))
             reply = self.reader.gets()
         return reply
-
-
-async def latency(ops: dict[str, Op], calls: int) -> dict[str, float]:
-    """Median microseconds per call. Clients take turns call by call, so that bursts of
-    machine noise fall on all of them alike."""
-    samples: dict[str, list[float]] = {name: [] for name in ops}
-    items = list(ops.items())
-    for _ in range(calls // 10):  # warm-up
-        for _, op in items:
-            await op()
-    for _ in range(calls):
-        for name, op in items:
-            start = time.perf_counter_ns()
-            await op()
-            samples[name].append((time.perf_counter_ns() - start) / 1000)
-    return {name: statistics.median(values) for name, values in samples.items()}
 
 
 async def throughput(makers: dict[str, list[Op]], seconds: float, rounds: int) -> dict[str, float]:
@@ -139,7 +122,7 @@ async def main(quick: bool, server: servers.RedisServer, version: str) -> dict[s
         async def redispy_get() -> Any:
             return await bridged(key, "field")
 
-        lat = await latency(
+        lat = await interleaved_medians(
             {
                 "raw HGET": raw_op(raw[0]),
                 "store.get": store_get,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any, Final, TypeVar
 
 import trio
@@ -331,10 +332,10 @@ class LayeredStore(SessionStore):
         if write.placement is Placement.COLD:
             # Cold only: drop the hot copy of the field (of the session, when renaming).
             if write.rename or write.id is None:
-                hot_op = partial_call(self._invalidate, touched)
+                hot_op = partial(self._invalidate, touched)
             else:
-                hot_op = partial_call(self.hot.remove, write.id, write.field)
-            result, _ = await self._both(partial_call(self.cold.write, write), hot_op, touched)
+                hot_op = partial(self.hot.remove, write.id, write.field)
+            result, _ = await self._both(partial(self.cold.write, write), hot_op, touched)
             return result
         hot_op = None
         if self._hot_usable():
@@ -346,7 +347,7 @@ class LayeredStore(SessionStore):
                 return await self.hot.write(hot_write)
 
             hot_op = hot_half
-        result, hot = await self._both(partial_call(self.cold.write, write), hot_op, touched)
+        result, hot = await self._both(partial(self.cold.write, write), hot_op, touched)
         if hot_op is None:
             self._mark_dirty(touched)
         elif hot is not None:
@@ -370,8 +371,8 @@ class LayeredStore(SessionStore):
 
     async def remove(self, id: SessionId, field: str) -> Removal:
         self._check_open()
-        hot_op = partial_call(self.hot.remove, id, field) if self._hot_usable() else None
-        result, _ = await self._both(partial_call(self.cold.remove, id, field), hot_op, (id,))
+        hot_op = partial(self.hot.remove, id, field) if self._hot_usable() else None
+        result, _ = await self._both(partial(self.cold.remove, id, field), hot_op, (id,))
         if hot_op is None:
             self._mark_dirty([id])
         elif result.ttl is None:
@@ -380,8 +381,8 @@ class LayeredStore(SessionStore):
 
     async def delete(self, id: SessionId) -> bool:
         self._check_open()
-        hot_op = partial_call(self.hot.delete, id) if self._hot_usable() else None
-        result, _ = await self._both(partial_call(self.cold.delete, id), hot_op, (id,))
+        hot_op = partial(self.hot.delete, id) if self._hot_usable() else None
+        result, _ = await self._both(partial(self.cold.delete, id), hot_op, (id,))
         if hot_op is None:
             self._mark_dirty([id])
         return result
@@ -389,25 +390,16 @@ class LayeredStore(SessionStore):
     async def expire(self, id: SessionId, seconds: int) -> bool:
         self._check_open()
         hot_seconds = self._max_hot_ttl if seconds == -1 else seconds
-        hot_op = partial_call(self.hot.expire, id, hot_seconds) if self._hot_usable() else None
-        result, _ = await self._both(partial_call(self.cold.expire, id, seconds), hot_op, (id,))
+        hot_op = partial(self.hot.expire, id, hot_seconds) if self._hot_usable() else None
+        result, _ = await self._both(partial(self.cold.expire, id, seconds), hot_op, (id,))
         if hot_op is None:
             self._mark_dirty([id])
         return result
 
     async def rename(self, old: SessionId, new: SessionId) -> int | None:
         self._check_open()
-        hot_op = partial_call(self.hot.rename, old, new) if self._hot_usable() else None
-        result, _ = await self._both(partial_call(self.cold.rename, old, new), hot_op, (old, new))
+        hot_op = partial(self.hot.rename, old, new) if self._hot_usable() else None
+        result, _ = await self._both(partial(self.cold.rename, old, new), hot_op, (old, new))
         if hot_op is None:
             self._mark_dirty([old, new])
         return result
-
-
-def partial_call(fn: Callable[..., Awaitable[T]], *args: Any) -> Callable[[], Awaitable[T]]:
-    """``fn`` with its arguments bound, as a zero-argument coroutine function."""
-
-    def call() -> Awaitable[T]:
-        return fn(*args)
-
-    return call

@@ -1,0 +1,26 @@
+"""Shared measuring helper for the benchmarks."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+Op = Callable[[], Awaitable[Any]]
+
+
+async def interleaved_medians(ops: dict[str, Op], calls: int) -> dict[str, float]:
+    """Median microseconds per call of each op. The ops take turns call by call (after a
+    warm-up of a tenth as many), so bursts of machine noise fall on all of them alike."""
+    samples: dict[str, list[float]] = {name: [] for name in ops}
+    items = list(ops.items())
+    for _ in range(calls // 10):
+        for _, op in items:
+            await op()
+    for _ in range(calls):
+        for name, op in items:
+            start = time.perf_counter_ns()
+            await op()
+            samples[name].append((time.perf_counter_ns() - start) / 1000)
+    return {name: statistics.median(values) for name, values in samples.items()}
