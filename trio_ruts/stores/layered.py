@@ -173,7 +173,8 @@ class LayeredStore(SessionStore):
 
         If the cold half fails (or the call is cancelled), the hot half is cancelled and the
         hot copies of ``touched`` are deleted, so hot never keeps what cold lacks. If the hot
-        half fails or times out, the call still succeeds and ``touched`` become dirty.
+        half fails or times out, or there is none (hot is being skipped), the call still
+        succeeds and ``touched`` become dirty.
         """
         self._forget(touched)
         box: list[_Hot | None] = [None]
@@ -200,7 +201,7 @@ class LayeredStore(SessionStore):
                     await self._invalidate(touched)
         if failure is not None:
             raise failure
-        if hot_op is not None and box[0] is None:
+        if box[0] is None:
             self._mark_dirty(touched)
         return result, box[0]
 
@@ -348,9 +349,7 @@ class LayeredStore(SessionStore):
 
             hot_op = hot_half
         result, hot = await self._both(partial(self.cold.write, write), hot_op, touched)
-        if hot_op is None:
-            self._mark_dirty(touched)
-        elif hot is not None:
+        if hot is not None:
             await self._reconcile(write, result, hot.value)
         return result
 
@@ -373,9 +372,7 @@ class LayeredStore(SessionStore):
         self._check_open()
         hot_op = partial(self.hot.remove, id, field) if self._hot_usable() else None
         result, _ = await self._both(partial(self.cold.remove, id, field), hot_op, (id,))
-        if hot_op is None:
-            self._mark_dirty([id])
-        elif result.ttl is None:
+        if hot_op is not None and result.ttl is None:
             await self._invalidate([id])  # the session ended in cold: end it in hot too
         return result
 
@@ -383,8 +380,6 @@ class LayeredStore(SessionStore):
         self._check_open()
         hot_op = partial(self.hot.delete, id) if self._hot_usable() else None
         result, _ = await self._both(partial(self.cold.delete, id), hot_op, (id,))
-        if hot_op is None:
-            self._mark_dirty([id])
         return result
 
     async def expire(self, id: SessionId, seconds: int) -> bool:
@@ -392,14 +387,10 @@ class LayeredStore(SessionStore):
         hot_seconds = self._max_hot_ttl if seconds == -1 else seconds
         hot_op = partial(self.hot.expire, id, hot_seconds) if self._hot_usable() else None
         result, _ = await self._both(partial(self.cold.expire, id, seconds), hot_op, (id,))
-        if hot_op is None:
-            self._mark_dirty([id])
         return result
 
     async def rename(self, old: SessionId, new: SessionId) -> int | None:
         self._check_open()
         hot_op = partial(self.hot.rename, old, new) if self._hot_usable() else None
         result, _ = await self._both(partial(self.cold.rename, old, new), hot_op, (old, new))
-        if hot_op is None:
-            self._mark_dirty([old, new])
         return result
