@@ -2,8 +2,9 @@
 
 Each variant of ``bench/http_app.py`` runs in its own Hypercorn process (trio worker) on a
 loopback port; wrk loads them in turn, round after round, so that machine noise falls on all
-alike; each figure is the median over the rounds. Session variants send one fixed session
-cookie, so every request reads and writes one field of a live session.
+alike; each figure is the median over the rounds. Session variants are sent one fixed session
+cookie, so every request reads and writes one field of a live session; variants without
+sessions are sent a session cookie too, so that every variant parses the same request.
 
 Usage: python bench/http_load.py [--quick] [--modes bare,memory,redis]
 """
@@ -107,6 +108,10 @@ def run(modes: list[str], quick: bool, redis_url: str | None = None) -> dict[str
     with ExitStack() as stack:
         urls = {m: stack.enter_context(serve(m, env)) for m in modes}
         cookies = {m: session_cookie(u) for m, u in urls.items()}
+        # Every variant gets the same request: those without sessions get a session cookie
+        # too (any one), so that the difference is the session work, not parsing a header.
+        some_cookie = next((c for c in cookies.values() if c), None)
+        cookies = {m: c or some_cookie for m, c in cookies.items()}
         for mode, url in urls.items():  # warm-up
             load(wrk, url, cookies[mode], 1)
         samples: dict[str, list[float]] = {m: [] for m in modes}

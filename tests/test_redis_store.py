@@ -168,17 +168,54 @@ async def test_connect_timeout() -> None:
         nursery.cancel_scope.cancel()
 
 
-async def test_cancelled_command_discards_its_connection(secured: servers.RedisServer) -> None:
-    """A reply that arrives after its caller was cancelled must never reach the next caller."""
+async def test_cancelled_command_retires_its_connection(secured: servers.RedisServer) -> None:
+    """A reply that arrives after its caller was cancelled must never reach another caller,
+    and the connection that saw the cancellation takes no new commands: it is closed once its
+    last reply is in."""
     url = f"redis://:s3cret@127.0.0.1:{secured.port}"
-    async with RedisStore.from_url(url, pool_size=1) as store:
+    async with RedisStore.from_url(url, pool_size=2) as store:
         s = Session(store, cookie=COOKIE)
         await s.update("a", "value")
-        transport = store._transport
+        pool = store._transport.pool  # type: ignore[attr-defined]
+        first = pool._current
         with trio.move_on_after(0.1):
-            await transport.execute(None, ("DEBUG", "SLEEP", "0.5"), idempotent=False)
-        assert len(transport.pool._idle) == 0  # type: ignore[attr-defined]
+            await store._transport.execute(None, ("DEBUG", "SLEEP", "0.5"), idempotent=False)
+        assert not first.usable and first.error is None  # retired, still draining
+        # Meanwhile commands go to a new connection (the server answers it after the sleep).
         assert await Session(store, s.id).get("a") == "value"
+        assert pool._current is not first
+        with trio.fail_after(5):
+            while first in pool._open_connections:
+                await trio.sleep(0.01)
+        assert pool._open_connections == {pool._current}
+        assert secured.cli("--no-auth-warning", "-a", "s3cret", "CLIENT", "LIST").count("\n") == 2
+
+
+async def test_callers_sharing_a_connection_get_their_own_replies(
+    redis74: servers.RedisServer,
+) -> None:
+    """Many tasks pipeline over one connection; some are cancelled mid-wait; every reply
+    that is returned belongs to its caller."""
+    async with RedisStore.from_url(redis74.url, prefix="mux:") as store:
+        transport = store._transport
+        for i in range(200):
+            await transport.execute(None, ("SET", f"mux:{i}", str(i)), idempotent=False)
+        rng = random.Random(7)
+        results: list[tuple[int, Any]] = []
+
+        async def reader(i: int) -> None:
+            with trio.move_on_after(rng.choice([0, 0.00001, 0.0001, 10])):
+                results.append(
+                    (i, await transport.execute(None, ("GET", f"mux:{i}"), idempotent=True))
+                )
+
+        for _ in range(5):
+            async with trio.open_nursery() as nursery:
+                for i in range(200):
+                    nursery.start_soon(reader, i)
+        assert results, "no call finished"
+        assert all(reply == str(i).encode() for i, reply in results)
+        assert len(transport.pool._open_connections) <= transport.pool.size  # type: ignore[attr-defined]
 
 
 async def test_script_cache_flush_is_survived(redis70: servers.RedisServer) -> None:
@@ -382,15 +419,30 @@ async def test_tls(tmp_path: Any) -> None:
 async def test_reads_retry_once_on_a_dead_pooled_connection(
     redis70: servers.RedisServer,
 ) -> None:
-    """The server closed our idle connection: a read retries on a fresh one; a write, which
-    may not be safe to repeat, reports the broken connection instead."""
-    async with RedisStore.from_url(redis70.url, prefix="retry:", pool_size=2) as store:
+    """The connection dies while a command waits for its reply: a read retries on a fresh
+    connection; a write, which may not be safe to repeat, reports the broken connection.
+    (``CLIENT PAUSE ... WRITE`` holds the store's scripts, reads included on Redis 7.0,
+    until the connection is killed.)"""
+
+    async def kill_while_waiting() -> None:
+        await trio.sleep(0.2)
+        redis70.cli("CLIENT", "KILL", "TYPE", "normal")
+        redis70.cli("CLIENT", "UNPAUSE")
+
+    async with RedisStore.from_url(redis70.url, prefix="retry:") as store:
         s = Session(store, cookie=COOKIE)
         await s.update("a", 1)
-        redis70.cli("CLIENT", "KILL", "TYPE", "normal")
-        assert await Session(store, s.id).get("a") == 1  # retried transparently
-        redis70.cli("CLIENT", "KILL", "TYPE", "normal")
-        with pytest.raises(StoreError, match="connection broke"):
-            await Session(store, s.id, cookie=COOKIE).update("b", 2)
+        read = partial(Session(store, s.id).get, "a")
+        write = partial(Session(store, s.id, cookie=COOKIE).update, "b", 2)
+        for call, fails in [(read, False), (write, True)]:
+            redis70.cli("CLIENT", "PAUSE", "10000", "WRITE")
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(kill_while_waiting)
+                with trio.fail_after(5):
+                    if fails:
+                        with pytest.raises(StoreError, match="connection broke"):
+                            await call()
+                    else:
+                        assert await call() == 1  # retried transparently
         await Session(store, s.id, cookie=COOKIE).update("b", 2)  # a fresh connection works
         assert await Session(store, s.id).get("b") == 2

@@ -26,7 +26,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Final, cast
 
 import trio
-from quart import current_app, g, has_websocket_context, request, websocket
+from quart import current_app, g, websocket
+from quart.globals import _cv_app, _cv_request, _cv_websocket
 from quart.signals import got_request_exception
 from quart_trio import QuartTrio
 
@@ -118,28 +119,35 @@ class Sessions:
 
     def current(self) -> Session:
         """The session of the current request or websocket, created on first use (no I/O)."""
-        found: Session | None = g.get(_SESSION)
-        if found is None:
-            headers = websocket.headers if has_websocket_context() else request.headers
-            found = Session.from_cookie_header(
-                self.store,
-                "; ".join(headers.getlist("Cookie")),
-                cookie=self.cookie,
-                serializer=self.serializer,
+        return _current_session()
+
+    def _create(self, state: dict[str, Any]) -> Session:
+        context = _cv_websocket.get(None) or _cv_request.get(None)
+        if context is None:
+            raise SessionStateError(
+                "trio_ruts.quart.session is used outside a request or websocket"
             )
-            if g.get(_ACCEPTED):
-                found.freeze_id(_FROZEN_REASON)
-            setattr(g, _SESSION, found)
+        headers = context.request_websocket.headers
+        found = Session.from_cookie_header(
+            self.store,
+            "; ".join(headers.getlist("Cookie")),
+            cookie=self.cookie,
+            serializer=self.serializer,
+        )
+        if state.get(_ACCEPTED):
+            found.freeze_id(_FROZEN_REASON)
+        state[_SESSION] = found
         return found
 
     async def _on_exception(self, sender: Any, **extra: Any) -> None:
         setattr(g, _RAISED, True)
 
     async def _after_request(self, response: Any) -> Any:
-        found: Session | None = g.get(_SESSION)
+        state = _cv_app.get().g.__dict__
+        found: Session | None = state.get(_SESSION)
         if found is None:
             return response
-        if g.get(_RAISED) and response.status_code >= 500:
+        if _RAISED in state and response.status_code >= 500:
             return response  # the handler failed: do not hand out or clear cookies
         header = found.cookie_header()
         if header is not None:
@@ -164,13 +172,24 @@ class Sessions:
 
 
 def _current_session() -> Session:
+    # Quart's context variables, read directly: this runs on every use of ``session``, and
+    # the werkzeug proxies (current_app, g, request) cost several lookups each.
+    context = _cv_app.get(None)
+    if context is None:
+        raise SessionStateError(
+            "trio_ruts.quart.session is used outside a request or websocket (no app context)"
+        )
+    state: dict[str, Any] = context.g.__dict__
+    found: Session | None = state.get(_SESSION)
+    if found is not None:
+        return found
     try:
-        extension: Sessions = current_app.extensions[_EXTENSION]
+        extension: Sessions = context.app.extensions[_EXTENSION]
     except KeyError:
         raise SessionStateError(
             "trio_ruts.quart.session is used in an app without Sessions(app, store)"
         ) from None
-    return extension.current()
+    return extension._create(state)
 
 
 class _SessionProxy:

@@ -164,3 +164,9 @@ async def test_misuse_errors() -> None:
     async with bare.test_request_context("/"):
         with pytest.raises(SessionStateError, match="without Sessions"):
             await session.get("x")
+    with pytest.raises(SessionStateError, match="no app context"):
+        await session.get("x")
+    app = make_app(COOKIE, MemoryStore())
+    async with app.app_context():
+        with pytest.raises(SessionStateError, match="outside a request or websocket"):
+            await session.get("x")

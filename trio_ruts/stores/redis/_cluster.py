@@ -44,6 +44,7 @@ class Cluster:
         self._slots: list[tuple[str, int] | None] = [None] * SLOTS
         self._refresh_lock = trio.Lock()
         self._stale = False
+        self._nursery: trio.Nursery | None = None
 
     def __str__(self) -> str:
         return f"redis cluster via {self._template}"
@@ -53,9 +54,11 @@ class Cluster:
         if pool is None:
             endpoint = self._template.moved_to(*address)
             pool = self._pools[address] = Pool(endpoint, self._pool_size, self._connect_timeout)
+            pool.nursery = self._nursery
         return pool
 
-    async def open(self, stack: AsyncExitStack) -> None:
+    async def open(self, stack: AsyncExitStack, nursery: trio.Nursery) -> None:
+        self._nursery = nursery
         await self.refresh()
 
     async def refresh(self) -> None:

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from typing import Any
 
+import trio
 from redis import exceptions as redis_errors
 
 from ..._errors import StoreError, StoreTimeout
@@ -29,7 +30,7 @@ class RedisPyTransport:
     def __str__(self) -> str:
         return f"redis via {type(self._client).__name__}"
 
-    async def open(self, stack: AsyncExitStack) -> None:
+    async def open(self, stack: AsyncExitStack, nursery: trio.Nursery) -> None:
         # The loop lives on the store's exit stack: it is left after aclose(), in order.
         self._loop = await open_private_loop(stack)
         self._execute = bridge(self._loop, self._client.execute_command)

@@ -111,9 +111,9 @@ class RedisStore(SessionStore):
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def _open(self, nursery: trio.Nursery) -> None:
-        await self._transport.open(self._exit_stack)
+        await self._transport.open(self._exit_stack, nursery)
         if self._detect_cluster and isinstance(self._transport, SingleNode):
-            await self._maybe_switch_to_cluster(self._transport)
+            await self._maybe_switch_to_cluster(self._transport, nursery)
         if self._field_expiry == "auto":
             found = await self._transport.execute(
                 None, ("EVAL", scripts.DETECT_HEXPIRE, 0), idempotent=True
@@ -123,13 +123,13 @@ class RedisStore(SessionStore):
         else:
             self._native = b"1" if self._field_expiry == "native" else b"0"
 
-    async def _maybe_switch_to_cluster(self, single: SingleNode) -> None:
+    async def _maybe_switch_to_cluster(self, single: SingleNode, nursery: trio.Nursery) -> None:
         info = await single.execute(None, ("INFO", "cluster"), idempotent=True)
         if isinstance(info, bytes) and b"cluster_enabled:1" in info:
             pool = single.pool
             cluster = Cluster([pool.endpoint], pool.size, pool.connect_timeout)
             await single.aclose()
-            await cluster.open(self._exit_stack)
+            await cluster.open(self._exit_stack, nursery)
             self._transport = cluster
 
     async def _close(self) -> None:

@@ -1,21 +1,33 @@
-"""Redis connections on trio streams, with hiredis doing the RESP protocol, and a bounded pool.
+"""Redis connections with automatic pipelining, hiredis doing the RESP protocol.
 
-Only this module and ``_cluster`` know about sockets. A connection that was cancelled
-mid-command, or saw an I/O or protocol error, is closed and never reused.
+One connection per server is shared by every task: each command is written as soon as its
+caller asks (commands from tasks that run in the same scheduler batch leave in one write when
+the socket is busy), and a reader task in the store's nursery hands the replies back in order.
+Waiting for a reply is the only blocking step of a caller, so a caller cancelled while waiting
+leaves the stream in a known state: its reply is read and dropped. That connection still takes
+no new commands (it is retired and closed once drained), and one that saw an I/O or protocol
+error fails its waiting callers and is closed; the next command opens a fresh connection.
+
+Plain TCP and unix sockets are driven directly (stdlib socket calls plus trio's
+``wait_readable``/``wait_writable``); TLS goes through a trio ``SSLStream``. Only this module and
+``_cluster`` know about sockets.
 """
 
 from __future__ import annotations
 
+import socket
 import ssl
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import hiredis
+import outcome
 import trio
+from trio.lowlevel import Abort, RaiseCancelT, Task
 
 from ..._errors import StoreError, StoreTimeout
 
@@ -40,8 +52,9 @@ class ReplyError(Exception):
 class Transport(Protocol):
     """What the store needs from a way of talking to Redis (one server, a cluster, redis-py)."""
 
-    async def open(self, stack: AsyncExitStack) -> None:
-        """Connect; contexts that must live as long as the store go on ``stack``."""
+    async def open(self, stack: AsyncExitStack, nursery: trio.Nursery) -> None:
+        """Connect; contexts that must live as long as the store go on ``stack``, and
+        background tasks (the connections' readers) run in the store's ``nursery``."""
         ...
 
     async def aclose(self) -> None: ...
@@ -49,7 +62,7 @@ class Transport(Protocol):
     async def execute(self, key: bytes | None, args: Sequence[Arg], *, idempotent: bool) -> Any:
         """Send one command (routed by ``key`` in a cluster) and return its reply; an error
         reply comes back as a :class:`ReplyError` value. ``idempotent`` commands are retried
-        once on a fresh connection if a pooled connection turns out to be broken."""
+        once on a fresh connection if an established connection turns out to be broken."""
         ...
 
 
@@ -107,57 +120,99 @@ def parse_url(url: str, ssl_context: ssl.SSLContext | None = None) -> Endpoint:
     )
 
 
+class _Call:
+    """A caller waiting for ``count`` replies; ``task`` is ``None`` once it gave up."""
+
+    __slots__ = ("count", "replies", "task")
+
+    def __init__(self, task: Task, count: int) -> None:
+        self.task: Task | None = task
+        self.count = count
+        self.replies: list[Any] = []
+
+
 class Connection:
-    """One socket to one server. Not shared: a pool hands it to one task at a time."""
+    """One connection to one server, shared by every task (see the module's docstring).
 
-    __slots__ = ("_reader", "_receive", "_send", "_stream", "endpoint", "usable")
+    ``request`` writes without blocking; the replies are read by :meth:`run`, which the pool
+    starts in the store's nursery and which closes the socket when it ends.
+    """
 
-    def __init__(self, stream: trio.abc.Stream, endpoint: Endpoint) -> None:
-        self._stream = stream
-        self._reader = hiredis.Reader(notEnoughData=_MORE, replyError=ReplyError)
+    __slots__ = (
+        "_on_closed",
+        "_out",
+        "_parser",
+        "_pending",
+        "_scope",
+        "_sock",
+        "_stream",
+        "_writer",
+        "endpoint",
+        "error",
+        "retiring",
+    )
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        sock: socket.socket | None,
+        stream: trio.abc.Stream | None,
+        on_closed: Callable[[Connection | None], None],
+    ) -> None:
         self.endpoint = endpoint
-        self.usable = True
-        self._send: Callable[[bytes], Awaitable[None]]
-        self._receive: Callable[[int], Awaitable[bytes | bytearray]]
-        if isinstance(stream, trio.SocketStream):
-            # Plain TCP and unix sockets: the trio socket's own (cancellation-safe) calls,
-            # without the stream's wrappers, which cost as much as the syscalls here.
-            self._send = self._socket_send_all
-            self._receive = stream.socket.recv
-        else:
-            self._send = stream.send_all
-            self._receive = stream.receive_some
+        self._sock = sock  # plain TCP or unix: a non-blocking stdlib socket
+        self._stream = stream  # TLS
+        self._parser = hiredis.Reader(notEnoughData=_MORE, replyError=ReplyError)
+        self._pending: deque[_Call] = deque()  # in the order their commands were written
+        self._out: list[bytes] = []  # written, not yet sent: the writer task sends it
+        self._writer: Task | None = None  # the writer task, while it waits for work
+        self._scope = trio.CancelScope()  # the reader and writer tasks
+        self._on_closed = on_closed
+        self.error: BaseException | None = None  # why the connection is unusable
+        self.retiring = False  # a caller gave up: no new commands, close when drained
 
-    async def _socket_send_all(self, data: bytes) -> None:
-        sock = self._stream.socket  # type: ignore[attr-defined]
-        sent = await sock.send(data)
-        while sent < len(data):
-            data = data[sent:]
-            sent = await sock.send(data)
+    @property
+    def usable(self) -> bool:
+        """Whether new commands may be sent on this connection."""
+        return self.error is None and not self.retiring
 
     @classmethod
-    async def open(cls, endpoint: Endpoint, connect_timeout: float) -> Connection:
-        """Connect, authenticate and select the database.
+    async def open(
+        cls,
+        endpoint: Endpoint,
+        connect_timeout: float,
+        nursery: trio.Nursery,
+        on_closed: Callable[[Connection | None], None],
+    ) -> Connection:
+        """Connect, start the reader in ``nursery``, authenticate and select the database.
+        ``on_closed`` is called exactly once, whatever happens: with the connection once its
+        socket is closed, or with ``None`` if it never got that far.
 
         Raises:
             StoreTimeout: not connected within ``connect_timeout`` seconds.
             StoreError: refused, unreachable, or authentication failed.
         """
+        conn: Connection | None = None
         try:
             with trio.fail_after(connect_timeout):
-                stream = await _connect(endpoint)
-                conn = cls(stream, endpoint)
+                sock, stream = await _connect(endpoint)
+                conn = cls(endpoint, sock, stream, on_closed)
+                nursery.start_soon(conn.run)  # from here on, run() calls on_closed
                 try:
                     await conn._handshake()
                 except BaseException:
-                    await conn.aclose()
+                    conn.close()
                     raise
-        except trio.TooSlowError:
-            raise StoreTimeout(
-                f"{endpoint} did not answer within {connect_timeout} s (connect timeout)"
-            ) from None
-        except (OSError, trio.BrokenResourceError, ssl.SSLError) as exc:
-            raise StoreError(f"{endpoint} is unreachable: {exc}") from exc
+        except BaseException as exc:
+            if conn is None:
+                on_closed(None)
+            if isinstance(exc, trio.TooSlowError):
+                raise StoreTimeout(
+                    f"{endpoint} did not answer within {connect_timeout} s (connect timeout)"
+                ) from None
+            if isinstance(exc, _BROKEN):
+                raise StoreError(f"{endpoint} is unreachable: {exc}") from exc
+            raise
         return conn
 
     async def _handshake(self) -> None:
@@ -177,51 +232,171 @@ class Connection:
                 # The server's message, which never contains the password we sent.
                 raise StoreError(f"{self.endpoint} refused the connection setup: {reply}")
 
+    # -- callers -------------------------------------------------------------------------------
+
     async def request(self, packed: bytes, count: int = 1) -> Any:
         """Send ``packed`` (``count`` commands) and return the reply, or the list of ``count``
-        replies. Until every reply is read the connection is marked unusable, so a cancelled
-        or failed request leaves it to be discarded."""
-        self.usable = False
-        await self._send(packed)
-        if count == 1:
-            reply = self._reader.gets()  # inlined _read(): this is the hot path
-            while reply is _MORE:
-                data = await self._receive(_RECEIVE)
+        replies.
+
+        Raises:
+            trio.BrokenResourceError: the connection broke before every reply came back.
+        """
+        if self.error is not None:
+            raise trio.BrokenResourceError(f"{self.endpoint}: {self.error!r}") from self.error
+        self._write(packed)  # never blocks, so nothing can come between it and the append
+        call = _Call(trio.lowlevel.current_task(), count)
+        self._pending.append(call)
+
+        def abort(raise_cancel: RaiseCancelT) -> Abort:
+            call.task = None  # the reader drops the reply when it comes
+            self.retiring = True
+            return Abort.SUCCEEDED
+
+        return await trio.lowlevel.wait_task_rescheduled(abort)
+
+    def _write(self, data: bytes) -> None:
+        if self._out or self._sock is None:
+            self._out.append(data)  # behind what is already queued: order is everything
+            self._wake_writer()
+            return
+        try:
+            sent = self._sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            self._fail(exc)
+            raise trio.BrokenResourceError(f"{self.endpoint}: {exc!r}") from exc
+        if sent < len(data):
+            self._out.append(data[sent:])
+            self._wake_writer()
+
+    def _wake_writer(self) -> None:
+        writer = self._writer
+        if writer is not None:
+            self._writer = None
+            trio.lowlevel.reschedule(writer)
+
+    def close(self) -> None:
+        """Stop using the connection: waiting callers fail, the socket closes soon after."""
+        self._fail(trio.ClosedResourceError(f"{self.endpoint}: the connection was closed"))
+
+    def _fail(self, exc: BaseException) -> None:
+        if self.error is None:
+            self.error = exc
+        self._scope.cancel()
+        pending, self._pending = self._pending, deque()
+        for call in pending:
+            if call.task is not None:
+                error = trio.BrokenResourceError(f"{self.endpoint}: {exc!r}")
+                error.__cause__ = exc
+                trio.lowlevel.reschedule(call.task, outcome.Error(error))
+
+    # -- background ----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Read replies (and send what could not be sent at once) until the connection
+        breaks, is closed, or is retired and drained; then close the socket."""
+        try:
+            with self._scope:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._write_loop)
+                    await self._read_loop()
+                    nursery.cancel_scope.cancel()
+        finally:
+            self.close()  # fails whoever still waits
+            if self._sock is not None:
+                trio.lowlevel.notify_closing(self._sock)
+                self._sock.close()
+            elif self._stream is not None:
+                with trio.CancelScope(shield=True):
+                    await trio.aclose_forcefully(self._stream)
+            self._on_closed(self)
+
+    async def _read_loop(self) -> None:
+        sock, stream, parser = self._sock, self._stream, self._parser
+        try:
+            while True:
+                if sock is not None:
+                    await trio.lowlevel.wait_readable(sock)
+                    try:
+                        data: bytes | bytearray = sock.recv(_RECEIVE)
+                    except BlockingIOError:
+                        continue
+                else:
+                    assert stream is not None
+                    data = await stream.receive_some(_RECEIVE)
                 if not data:
                     raise trio.BrokenResourceError("the server closed the connection")
-                self._reader.feed(data)  # type: ignore[arg-type]  # bytes or bytearray
-                reply = self._reader.gets()
-        else:
-            reply = [await self._read() for _ in range(count)]
-        self.usable = True
-        return reply
+                parser.feed(data)  # type: ignore[arg-type]  # bytes or bytearray
+                reply = parser.gets()
+                while reply is not _MORE:
+                    self._deliver(reply)
+                    reply = parser.gets()
+                if self.retiring and not self._pending:
+                    return
+        except _BROKEN as exc:
+            self._fail(exc)
 
-    async def _read(self) -> Any:
-        reply = self._reader.gets()
-        while reply is _MORE:
-            data = await self._receive(_RECEIVE)
-            if not data:
-                raise trio.BrokenResourceError("the server closed the connection")
-            self._reader.feed(data)  # type: ignore[arg-type]  # bytes or bytearray
-            reply = self._reader.gets()
-        return reply
+    def _deliver(self, reply: Any) -> None:
+        if not self._pending:
+            raise hiredis.ProtocolError("a reply that no command asked for")
+        call = self._pending[0]
+        if call.count > 1:
+            call.replies.append(reply)
+            if len(call.replies) < call.count:
+                return
+            reply = call.replies
+        self._pending.popleft()
+        if call.task is not None:
+            trio.lowlevel.reschedule(call.task, outcome.Value(reply))
 
-    async def aclose(self) -> None:
-        self.usable = False
-        with trio.move_on_after(_CLOSE_TIMEOUT, shield=True):
-            await self._stream.aclose()
+    async def _write_loop(self) -> None:
+        sock, stream, out = self._sock, self._stream, self._out
+        try:
+            while True:
+                if not out:
+                    self._writer = trio.lowlevel.current_task()
+                    await trio.lowlevel.wait_task_rescheduled(self._abort_writer)
+                    continue
+                data = b"".join(out)
+                out.clear()
+                if stream is not None:
+                    await stream.send_all(data)
+                    continue
+                assert sock is not None
+                try:
+                    sent = sock.send(data)
+                except BlockingIOError:
+                    sent = 0
+                if sent < len(data):
+                    # Put back before awaiting: callers must keep queueing behind it.
+                    out.insert(0, data[sent:])
+                    await trio.lowlevel.wait_writable(sock)
+        except _BROKEN as exc:
+            self._fail(exc)
+
+    def _abort_writer(self, raise_cancel: RaiseCancelT) -> Abort:
+        self._writer = None
+        return Abort.SUCCEEDED
 
 
-async def _connect(endpoint: Endpoint) -> trio.abc.Stream:
-    if endpoint.unix_path is not None:
-        return await trio.open_unix_socket(endpoint.unix_path)
+async def _connect(endpoint: Endpoint) -> tuple[socket.socket | None, trio.abc.Stream | None]:
+    """A non-blocking stdlib socket (TCP, unix), or a trio stream (TLS)."""
     if endpoint.tls:
         context = endpoint.ssl_context or ssl.create_default_context()
-        return await trio.open_ssl_over_tcp_stream(
+        stream = await trio.open_ssl_over_tcp_stream(
             endpoint.host, endpoint.port, ssl_context=context
         )
-    stream = await trio.open_tcp_stream(endpoint.host, endpoint.port)
-    return stream
+        return None, stream
+    if endpoint.unix_path is not None:
+        plain = await trio.open_unix_socket(endpoint.unix_path)
+    else:
+        plain = await trio.open_tcp_stream(endpoint.host, endpoint.port)  # sets TCP_NODELAY
+    trio_sock = plain.socket
+    family, kind, proto = trio_sock.family, trio_sock.type, trio_sock.proto
+    sock = socket.socket(family, kind, proto, fileno=trio_sock.detach())
+    sock.setblocking(False)
+    return sock, None
 
 
 _BROKEN: Final = (
@@ -234,64 +409,68 @@ _BROKEN: Final = (
 
 
 class Pool:
-    """At most ``size`` connections to one server, reused LIFO."""
+    """The connection to one server (see the module's docstring): one in use at a time, plus
+    any being drained after a cancellation; at most ``size`` open at once."""
 
     def __init__(self, endpoint: Endpoint, size: int, connect_timeout: float) -> None:
         if size < 1:
             raise ValueError("the pool size must be at least 1")
         self.endpoint = endpoint
         self.size = size
-        self._limit = trio.Semaphore(size)
-        self._idle: deque[Connection] = deque()
         self.connect_timeout = connect_timeout
+        self.nursery: trio.Nursery | None = None  # the store's, set when the transport opens
+        self._current: Connection | None = None
+        self._open_connections: set[Connection] = set()
+        self._limit = trio.Semaphore(size)
+        self._connecting = trio.Lock()
         self._closed = False
 
     async def request(self, packed: bytes, count: int = 1, *, idempotent: bool) -> Any:
-        """Run one request on a pooled connection (see :meth:`Connection.request`).
+        """Run one request (see :meth:`Connection.request`).
 
         Raises:
             StoreError: the server is unreachable or the connection broke.
             StoreTimeout: connecting took longer than the connect timeout.
         """
-        # The I/O below checkpoints anyway; waiting on the limit only when it is exhausted
-        # saves a scheduler round trip per command (the bulk of a pool's overhead).
-        try:
-            self._limit.acquire_nowait()
-        except trio.WouldBlock:
-            await self._limit.acquire()
-        try:
-            for attempt in range(2):
-                if self._closed:
-                    raise trio.ClosedResourceError("the Redis connection pool is closed")
-                reused = bool(self._idle)
-                conn = self._idle.pop() if reused else await self._open()
-                try:
-                    reply = await conn.request(packed, count)
-                except _BROKEN as exc:
-                    await conn.aclose()
-                    await self._drop_idle()  # after one broken socket, the others likely are
-                    if attempt == 0 and reused and idempotent:
-                        continue
-                    raise StoreError(f"{self.endpoint}: the connection broke ({exc!r})") from exc
-                finally:
-                    if not conn.usable:
-                        await conn.aclose()  # cancelled or failed mid-command
-                self._idle.append(conn)
-                return reply
-            raise AssertionError("unreachable")  # pragma: no cover
-        finally:
-            self._limit.release()
+        for attempt in range(2):
+            conn = self._current
+            established = conn is not None and conn.usable
+            if not established:
+                conn = await self._connect()
+            assert conn is not None
+            try:
+                return await conn.request(packed, count)
+            except _BROKEN as exc:
+                if attempt == 0 and established and idempotent:
+                    continue  # it broke while idle (say, the server restarted): once more
+                raise StoreError(f"{self.endpoint}: the connection broke ({exc!r})") from exc
+        raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _open(self) -> Connection:
-        return await Connection.open(self.endpoint, self.connect_timeout)
+    async def _connect(self) -> Connection:
+        async with self._connecting:
+            conn = self._current
+            if conn is not None and conn.usable:
+                return conn  # another task connected while this one waited
+            if self._closed or self.nursery is None:
+                raise trio.ClosedResourceError("the Redis connection pool is closed")
+            await self._limit.acquire()  # only if `size` retired connections still drain
+            conn = await Connection.open(
+                self.endpoint, self.connect_timeout, self.nursery, self._closed_one
+            )
+            self._open_connections.add(conn)
+            self._current = conn
+            return conn
 
-    async def _drop_idle(self) -> None:
-        while self._idle:
-            await self._idle.pop().aclose()
+    def _closed_one(self, conn: Connection | None) -> None:
+        self._limit.release()
+        if conn is not None:
+            self._open_connections.discard(conn)
 
     async def aclose(self) -> None:
         self._closed = True
-        await self._drop_idle()
+        for conn in list(self._open_connections):
+            conn.close()
+        await trio.lowlevel.checkpoint()
 
 
 class SingleNode:
@@ -303,8 +482,9 @@ class SingleNode:
     def __str__(self) -> str:
         return str(self.pool.endpoint)
 
-    async def open(self, stack: AsyncExitStack) -> None:
+    async def open(self, stack: AsyncExitStack, nursery: trio.Nursery) -> None:
         # Connect once now, so that a wrong address fails at start-up, not at first use.
+        self.pool.nursery = nursery
         await self.pool.request(pack(("PING",)), idempotent=True)
 
     async def aclose(self) -> None:
