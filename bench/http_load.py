@@ -1,10 +1,11 @@
 """HTTP throughput of the demo-style app with and without sessions, loaded by wrk.
 
 Each variant of ``bench/http_app.py`` runs in its own Hypercorn process (trio worker) on a
-loopback port; wrk loads them in turn, round after round, so that machine noise falls on all
-alike; each figure is the median over the rounds. Session variants are sent one fixed session
-cookie, so every request reads and writes one field of a live session; variants without
-sessions are sent a session cookie too, so that every variant parses the same request.
+loopback port; wrk loads them for one second each, in a shuffled order, round after round, so
+that machine noise falls on all alike. Requests per second are medians over the rounds; ratios
+are the medians of each round's ratio. Session variants are sent one fixed session cookie, so
+every request reads and writes one field of a live session; variants without sessions are
+sent a session cookie too, so that every variant parses the same request.
 
 Usage: python bench/http_load.py [--quick] [--modes bare,memory,redis]
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import re
 import shutil
 import statistics
@@ -88,7 +90,7 @@ def session_cookie(url: str) -> str | None:
 
 
 def load(wrk: str, url: str, cookie: str | None, seconds: float) -> float:
-    args = [wrk, "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", url]
+    args = [wrk, "-t1", f"-c{CONNECTIONS}", f"-d{seconds:g}s", "--latency", url]
     if cookie:
         args[1:1] = ["-H", f"Cookie: {cookie}"]
     out = subprocess.run(args, check=True, capture_output=True, text=True, timeout=120).stdout
@@ -101,9 +103,13 @@ def load(wrk: str, url: str, cookie: str | None, seconds: float) -> float:
 
 
 def run(modes: list[str], quick: bool, redis_url: str | None = None) -> dict[str, Any]:
-    """Requests per second per mode (medians), and ratios against ``bare``."""
+    """Requests per second per mode (medians), and ratios against ``bare`` (medians of the
+    rounds' ratios)."""
     wrk = ensure_wrk()
-    rounds, seconds = (3, 2) if quick else (5, 5)
+    # Many short rounds: this machine's speed drifts by tens of percent within seconds, so
+    # the variants of a round must run close together (in a shuffled order) to be compared.
+    rounds, seconds = (6, 1) if quick else (36, 1)
+    shuffle = random.Random(1).shuffle
     env = {"BENCH_REDIS_URL": redis_url or ""}
     with ExitStack() as stack:
         urls = {m: stack.enter_context(serve(m, env)) for m in modes}
@@ -115,18 +121,27 @@ def run(modes: list[str], quick: bool, redis_url: str | None = None) -> dict[str
         for mode, url in urls.items():  # warm-up
             load(wrk, url, cookies[mode], 1)
         samples: dict[str, list[float]] = {m: [] for m in modes}
+        order = list(urls)
         for _ in range(rounds):
-            for mode, url in urls.items():
-                samples[mode].append(load(wrk, url, cookies[mode], seconds))
+            shuffle(order)
+            for mode in order:
+                samples[mode].append(load(wrk, urls[mode], cookies[mode], seconds))
     result = {m: statistics.median(v) for m, v in samples.items()}
+    # A round's variants run back to back, so a round's ratio sees about the same machine;
+    # the median of those ratios is far steadier than the ratio of medians here.
+    ratios = {
+        m: statistics.median(a / b for a, b in zip(v, samples["bare"], strict=True))
+        for m, v in samples.items()
+        if "bare" in samples
+    }
     print(f"\nHTTP, wrk -c{CONNECTIONS}, median of {rounds} x {seconds}s runs")
     for mode, rps in result.items():
-        ratio = rps / result["bare"] if "bare" in result else float("nan")
+        ratio = ratios.get(mode, float("nan"))
         print(
             f"  {mode:12} {rps:9.0f} req/s  {ratio:5.2f}x bare   runs: "
             + ", ".join(f"{v:.0f}" for v in samples[mode])
         )
-    return {"rps": result, "samples": samples}
+    return {"rps": result, "ratios": ratios, "samples": samples}
 
 
 def main() -> None:

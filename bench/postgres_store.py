@@ -33,6 +33,7 @@ from tests import servers
 from trio_ruts import CookieOptions, Session
 from trio_ruts.stores import PostgresStore
 from trio_ruts.stores._asyncio import bridge
+from trio_ruts.stores.postgres._store import _keep_session_state
 
 TABLE = "bench_sessions"
 BARE = f"SELECT value FROM {TABLE}_fields WHERE session_id = $1 AND field = $2"
@@ -57,7 +58,8 @@ async def trio_side(dsn: str, calls: int) -> tuple[dict[str, float], bytes]:
 
 
 async def asyncio_side(dsn: str, sid: bytes, calls: int) -> float:
-    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=4)
+    # The store's own pool settings (no per-release reset query), for a like-for-like floor.
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=4, reset=_keep_session_state)
     try:
         for _ in range(calls // 10):
             await pool.fetchval(BARE, sid, "field")

@@ -14,6 +14,7 @@ import trio_asyncio
 from tests import servers
 from trio_ruts import CookieOptions, Session, SessionId, StoreError
 from trio_ruts.stores import PostgresStore
+from trio_ruts.stores.postgres._schema import LATEST, Names, Queries
 
 pytestmark = pytest.mark.postgres
 COOKIE = CookieOptions(max_age=600)
@@ -65,9 +66,38 @@ async def test_migrations_are_versioned(postgres: servers.PostgresServer) -> Non
         pass
     async with PostgresStore.from_dsn(postgres.dsn, table=name) as again:  # no re-run
         await Session(again, cookie=COOKIE).update("a", 1)
-    assert psql(postgres, f"SELECT version FROM {name}_schema_version") == "1"
+    assert psql(postgres, f"SELECT max(version) FROM {name}_schema_version") == str(LATEST)
+    assert psql(postgres, f"SELECT count(*) FROM {name}_schema_version") == str(LATEST)
     async with PostgresStore.from_dsn(postgres.dsn, table=name, create_table=False) as existing:
         await Session(existing, cookie=COOKIE).update("a", 1)
+
+
+async def test_version_1_tables_are_migrated_with_their_data(
+    postgres: servers.PostgresServer,
+) -> None:
+    """Tables made by a release at schema version 1 (the first write function) keep their
+    sessions and get the current functions when a store opens them with create_table=True."""
+    name = unique()
+    names = Names(None, name)
+    q = Queries(names)
+    setup = [q.version_table, *Queries.migration(names, 1), q.record_version.replace("$1", "1")]
+    psql(postgres, ";\n".join(setup))
+    old = SessionId.generate()
+    psql(
+        postgres,
+        f"SELECT * FROM {name}_write('\\x{old.bytes.hex()}'::bytea, "
+        f"'\\x{old.bytes.hex()}'::bytea, 'a', '\\x01'::bytea, false, NULL, 3600, false, NULL)",
+    )
+    with pytest.raises(StoreError, match=f"version 1, this release needs {LATEST}"):
+        async with PostgresStore.from_dsn(postgres.dsn, table=name, create_table=False):
+            pass
+    async with PostgresStore.from_dsn(postgres.dsn, table=name) as store:
+        assert await store.get(old, "a") == b"\x01"
+        s = Session(store, old, cookie=COOKIE)
+        assert await s.insert("b", 2)
+        assert not await s.insert("b", 3)
+        assert await Session(store, old).get("b") == 2
+    assert psql(postgres, f"SELECT max(version) FROM {name}_schema_version") == str(LATEST)
 
 
 async def test_concurrent_openers_migrate_once(postgres: servers.PostgresServer) -> None:
@@ -80,7 +110,7 @@ async def test_concurrent_openers_migrate_once(postgres: servers.PostgresServer)
     async with trio.open_nursery() as nursery:
         for _ in range(4):
             nursery.start_soon(open_one)
-    assert psql(postgres, f"SELECT count(*) FROM {name}_schema_version") == "1"
+    assert psql(postgres, f"SELECT count(*) FROM {name}_schema_version") == str(LATEST)
 
 
 @pytest.mark.parametrize("bad", ["", "1abc", "a-b", 'a"b', "x" * 42, "sessions; DROP TABLE x"])

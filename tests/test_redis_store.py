@@ -168,6 +168,55 @@ async def test_connect_timeout() -> None:
         nursery.cancel_scope.cancel()
 
 
+async def test_malformed_and_unsolicited_replies_fail_only_their_connection() -> None:
+    """A server that breaks the protocol (bytes that are not RESP, a reply to no command):
+    the callers waiting on that connection get a StoreError, and the next command runs on a
+    fresh connection."""
+    import hiredis
+
+    mode = "garbage"
+    connections = 0
+
+    async def fake_redis(stream: trio.SocketStream) -> None:
+        nonlocal connections
+        connections += 1
+        parser = hiredis.Reader()
+        while data := await stream.receive_some(65536):
+            parser.feed(data)
+            while (command := parser.gets()) is not False:
+                name = command[0].upper()
+                if name == b"PING":
+                    answer = b"+PONG\r\n"
+                elif name == b"INFO":
+                    answer = b"$17\r\ncluster_enabled:0\r\n"
+                elif name == b"EVAL":  # HEXPIRE detection: yes
+                    answer = b":1\r\n"
+                elif mode == "garbage":
+                    answer = b"?not resp\r\n"
+                elif mode == "twice":
+                    answer = b"$-1\r\n$-1\r\n"
+                else:
+                    answer = b"$-1\r\n"
+                await stream.send_all(answer)
+
+    async with trio.open_nursery() as nursery:
+        [listener] = await nursery.start(partial(trio.serve_tcp, fake_redis, 0, host="127.0.0.1"))
+        port = listener.socket.getsockname()[1]
+        async with RedisStore.from_url(f"redis://127.0.0.1:{port}") as store:
+            sid = SessionId.generate()
+            with trio.fail_after(5):
+                with pytest.raises(StoreError, match="connection broke"):
+                    await store.get(sid, "a")
+                assert connections == 2  # a read is retried once, on a fresh connection
+                mode = "twice"
+                assert await store.get(sid, "a") is None  # the first reply answers it
+                await trio.sleep(0.05)  # the second, unsolicited one breaks that connection
+                mode = "fine"
+                assert await store.get(sid, "a") is None
+                assert connections == 4
+        nursery.cancel_scope.cancel()
+
+
 async def test_cancelled_command_retires_its_connection(secured: servers.RedisServer) -> None:
     """A reply that arrives after its caller was cancelled must never reach another caller,
     and the connection that saw the cancellation takes no new commands: it is closed once its
@@ -180,7 +229,8 @@ async def test_cancelled_command_retires_its_connection(secured: servers.RedisSe
         first = pool._current
         with trio.move_on_after(0.1):
             await store._transport.execute(None, ("DEBUG", "SLEEP", "0.5"), idempotent=False)
-        assert not first.usable and first.error is None  # retired, still draining
+        assert first.retiring  # takes no new commands
+        assert first.error is None  # but still drains its last reply
         # Meanwhile commands go to a new connection (the server answers it after the sleep).
         assert await Session(store, s.id).get("a") == "value"
         assert pool._current is not first

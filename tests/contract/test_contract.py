@@ -265,6 +265,17 @@ async def test_field_ttl_expires_alone(store: SessionStore, clock: Any) -> None:
     assert dict(await fresh.get_all() or {}) == {"stays": 1}
 
 
+async def test_insert_over_an_expired_field_writes(store: SessionStore, clock: Any) -> None:
+    s = new(store)
+    await s.update("stays", 1)
+    await s.update("brief", 2, ttl=1)
+    await pass_time(1)
+    again = new(store, s.id)
+    assert await again.insert("brief", 3)  # expired counts as absent, stored row or not
+    assert not await again.insert("brief", 4)
+    assert await new(store, s.id).get("brief") == 3
+
+
 async def test_field_ttl_longer_than_default_extends_session(
     store: SessionStore, clock: Any
 ) -> None:

@@ -33,6 +33,16 @@ def _describe(dsn: str | None) -> str:
     return f"postgres at {where}{parts.path or ''}"
 
 
+async def _keep_session_state(conn: Any) -> None:
+    """The pool's reset hook for the store's own pool: nothing to do.
+
+    asyncpg's default reset runs ``RESET ALL; CLOSE ALL; UNLISTEN *;`` and unlocks advisory
+    locks on every release, a second round trip per operation. The store's statements change
+    none of that session state (its one lock is transaction-scoped), and asyncpg still rolls
+    back an open transaction before calling this hook.
+    """
+
+
 class PostgresStore(SessionStore):
     """Sessions in PostgreSQL: a row per session and a row per field, each with its expiry.
 
@@ -186,6 +196,7 @@ class PostgresStore(SessionStore):
                             self._dsn,
                             min_size=self._min_size,
                             max_size=self._max_size,
+                            reset=_keep_session_state,
                         )
                     )
             except trio.TooSlowError:

@@ -63,7 +63,9 @@ class RedisStore(SessionStore):
         the store opens, and the whole cluster is used.
 
         Args:
-            pool_size: most connections per server.
+            pool_size: most connections open to one server at once. Tasks share one
+                connection per server (their commands are pipelined); another opens only
+                while one that saw a cancellation drains.
             connect_timeout: seconds before a connection attempt raises ``StoreTimeout``.
         """
         endpoint = parse_url(url, ssl_context)

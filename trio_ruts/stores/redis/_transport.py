@@ -197,7 +197,15 @@ class Connection:
             with trio.fail_after(connect_timeout):
                 sock, stream = await _connect(endpoint)
                 conn = cls(endpoint, sock, stream, on_closed)
-                nursery.start_soon(conn.run)  # from here on, run() calls on_closed
+                try:
+                    nursery.start_soon(conn.run)  # from here on, run() closes and reports
+                except BaseException:  # the store is closing: its nursery takes no tasks
+                    conn = None
+                    if sock is not None:
+                        sock.close()
+                    elif stream is not None:
+                        await trio.aclose_forcefully(stream)
+                    raise
                 try:
                     await conn._handshake()
                 except BaseException:
@@ -334,7 +342,7 @@ class Connection:
                     reply = parser.gets()
                 if self.retiring and not self._pending:
                     return
-        except _BROKEN as exc:
+        except Exception as exc:  # broken, or a bug: fail the callers, never the store
             self._fail(exc)
 
     def _deliver(self, reply: Any) -> None:
@@ -372,7 +380,7 @@ class Connection:
                     # Put back before awaiting: callers must keep queueing behind it.
                     out.insert(0, data[sent:])
                     await trio.lowlevel.wait_writable(sock)
-        except _BROKEN as exc:
+        except Exception as exc:  # broken, or a bug: fail the callers, never the store
             self._fail(exc)
 
     def _abort_writer(self, raise_cancel: RaiseCancelT) -> Abort:
