@@ -241,6 +241,43 @@ async def test_cancelled_command_retires_its_connection(secured: servers.RedisSe
         assert secured.cli("--no-auth-warning", "-a", "s3cret", "CLIENT", "LIST").count("\n") == 2
 
 
+async def test_waiting_callers_are_served_after_the_reading_caller_is_cancelled(
+    secured: servers.RedisServer,
+) -> None:
+    """The first caller on an idle connection reads for everyone; when it is cancelled, the
+    callers queued behind it still get their own replies (the reader task takes over)."""
+    url = f"redis://:s3cret@127.0.0.1:{secured.port}"
+    async with RedisStore.from_url(url, prefix="lead:") as store:
+        transport = store._transport
+        await transport.execute(None, ("SET", "lead:k", "v"), idempotent=False)
+        got: dict[int, Any] = {}
+
+        async def follower(i: int) -> None:
+            got[i] = await transport.execute(None, ("GET", "lead:k"), idempotent=True)
+
+        with trio.fail_after(5):
+            async with trio.open_nursery() as nursery:
+                with trio.move_on_after(0.1) as leader:
+                    nursery.start_soon(follower, 1)
+                    nursery.start_soon(follower, 2)
+                    await transport.execute(None, ("DEBUG", "SLEEP", "0.3"), idempotent=False)
+            assert leader.cancelled_caught
+            assert got == {1: b"v", 2: b"v"}
+
+
+async def test_a_connection_closed_while_idle_is_replaced_before_writing(
+    redis70: servers.RedisServer,
+) -> None:
+    """The server dropped an idle connection (its client timeout, a restart): that is seen
+    before the next command is written, so even a write goes to a fresh connection."""
+    async with RedisStore.from_url(redis70.url, prefix="idle:") as store:
+        s = Session(store, cookie=COOKIE)
+        await s.update("a", 1)
+        redis70.cli("CLIENT", "KILL", "TYPE", "normal")
+        await Session(store, s.id, cookie=COOKIE).update("b", 2)  # no StoreError
+        assert await Session(store, s.id).get("b") == 2
+
+
 async def test_callers_sharing_a_connection_get_their_own_replies(
     redis74: servers.RedisServer,
 ) -> None:

@@ -1,16 +1,18 @@
 """Redis connections with automatic pipelining, hiredis doing the RESP protocol.
 
-One connection per server is shared by every task: each command is written as soon as its
-caller asks (commands from tasks that run in the same scheduler batch leave in one write when
-the socket is busy), and a reader task in the store's nursery hands the replies back in order.
+One connection per server is shared by every task. Each command is written as soon as its
+caller asks, without waiting for earlier replies, and replies are handed back in the order the
+commands were written. A caller that finds nobody reading reads for itself (so a lone caller
+costs what a plain request/response does); callers that arrive meanwhile wait, and whatever
+replies are still due when it has its own are read by a reader task in the store's nursery.
 Waiting for a reply is the only blocking step of a caller, so a caller cancelled while waiting
 leaves the stream in a known state: its reply is read and dropped. That connection still takes
 no new commands (it is retired and closed once drained), and one that saw an I/O or protocol
 error fails its waiting callers and is closed; the next command opens a fresh connection.
 
 Plain TCP and unix sockets are driven directly (stdlib socket calls plus trio's
-``wait_readable``/``wait_writable``); TLS goes through a trio ``SSLStream``. Only this module and
-``_cluster`` know about sockets.
+``wait_readable``/``wait_writable``); TLS goes through a trio ``SSLStream``, read only by the
+reader task. Only this module and ``_cluster`` know about sockets.
 """
 
 from __future__ import annotations
@@ -121,21 +123,28 @@ def parse_url(url: str, ssl_context: ssl.SSLContext | None = None) -> Endpoint:
 
 
 class _Call:
-    """A caller waiting for ``count`` replies; ``task`` is ``None`` once it gave up."""
+    """A caller waiting for ``count`` replies; ``task`` is ``None`` once it gave up. An
+    ``inline`` caller reads for itself: its reply is left in ``result``."""
 
-    __slots__ = ("count", "replies", "task")
+    __slots__ = ("count", "inline", "replies", "result", "task")
 
     def __init__(self, task: Task, count: int) -> None:
         self.task: Task | None = task
         self.count = count
         self.replies: list[Any] = []
+        self.inline = False
+        self.result: Any = _MORE
+
+
+class _Unsent(trio.BrokenResourceError):
+    """The connection was found dead before the command was written: safe to retry."""
 
 
 class Connection:
     """One connection to one server, shared by every task (see the module's docstring).
 
-    ``request`` writes without blocking; the replies are read by :meth:`run`, which the pool
-    starts in the store's nursery and which closes the socket when it ends.
+    :meth:`run`, which the pool starts in the store's nursery, reads what no caller reads
+    and sends what could not be sent at once; it closes the socket when it ends.
     """
 
     __slots__ = (
@@ -143,6 +152,8 @@ class Connection:
         "_out",
         "_parser",
         "_pending",
+        "_reader",
+        "_reading",
         "_scope",
         "_sock",
         "_stream",
@@ -164,7 +175,9 @@ class Connection:
         self._stream = stream  # TLS
         self._parser = hiredis.Reader(notEnoughData=_MORE, replyError=ReplyError)
         self._pending: deque[_Call] = deque()  # in the order their commands were written
+        self._reading = False  # a caller or the reader task is reading replies
         self._out: list[bytes] = []  # written, not yet sent: the writer task sends it
+        self._reader: Task | None = None  # the reader task, while it waits for work
         self._writer: Task | None = None  # the writer task, while it waits for work
         self._scope = trio.CancelScope()  # the reader and writer tasks
         self._on_closed = on_closed
@@ -184,7 +197,7 @@ class Connection:
         nursery: trio.Nursery,
         on_closed: Callable[[Connection | None], None],
     ) -> Connection:
-        """Connect, start the reader in ``nursery``, authenticate and select the database.
+        """Connect, start :meth:`run` in ``nursery``, authenticate and select the database.
         ``on_closed`` is called exactly once, whatever happens: with the connection once its
         socket is closed, or with ``None`` if it never got that far.
 
@@ -247,20 +260,68 @@ class Connection:
         replies.
 
         Raises:
-            trio.BrokenResourceError: the connection broke before every reply came back.
+            trio.BrokenResourceError: the connection broke before every reply came back
+                (:class:`_Unsent` if that was found out before anything was written).
         """
         if self.error is not None:
             raise trio.BrokenResourceError(f"{self.endpoint}: {self.error!r}") from self.error
+        sock = self._sock
+        lone = sock is not None and not self._reading
+        if lone and not self._pending:
+            self._check_idle(sock)  # type: ignore[arg-type]  # not None when lone
         self._write(packed)  # never blocks, so nothing can come between it and the append
         call = _Call(trio.lowlevel.current_task(), count)
         self._pending.append(call)
+        if lone:
+            return await self._read_inline(call)
+        if sock is None:
+            self._wake_reader()
 
         def abort(raise_cancel: RaiseCancelT) -> Abort:
-            call.task = None  # the reader drops the reply when it comes
+            call.task = None  # whoever reads drops the reply when it comes
             self.retiring = True
             return Abort.SUCCEEDED
 
         return await trio.lowlevel.wait_task_rescheduled(abort)
+
+    def _check_idle(self, sock: socket.socket) -> None:
+        """An idle connection may have been closed by the server (say, its ``timeout``)."""
+        try:
+            data = sock.recv(1, socket.MSG_PEEK)
+        except BlockingIOError:
+            return  # alive, and nothing to read: the usual case
+        except OSError as exc:
+            self._fail(exc)
+            raise _Unsent(f"{self.endpoint}: {exc!r}") from exc
+        if data:
+            self._fail(hiredis.ProtocolError("data from the server that no command asked for"))
+        else:
+            self._fail(trio.BrokenResourceError("the server closed the connection"))
+        raise _Unsent(f"{self.endpoint}: {self.error!r}") from self.error
+
+    async def _read_inline(self, call: _Call) -> Any:
+        """Read replies (delivering other callers' too) until ``call``'s is in."""
+        call.inline = True
+        self._reading = True
+        try:
+            while call.result is _MORE:
+                self._process(await self._receive())
+            return call.result
+        except Exception as exc:
+            self._fail(exc)
+            if call.result is not _MORE:
+                return call.result  # ours came before the breakage
+            raise trio.BrokenResourceError(f"{self.endpoint}: {exc!r}") from exc
+        except BaseException:  # cancelled: the reply is dropped when it comes
+            call.task = None
+            self.retiring = True
+            raise
+        finally:
+            self._reading = False
+            if self._pending:
+                self._wake_reader()  # replies still due: the reader task takes over
+            elif self.retiring:
+                self.close()
 
     def _write(self, data: bytes) -> None:
         if self._out or self._sock is None:
@@ -278,10 +339,14 @@ class Connection:
             self._out.append(data[sent:])
             self._wake_writer()
 
+    def _wake_reader(self) -> None:
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            trio.lowlevel.reschedule(reader)
+
     def _wake_writer(self) -> None:
-        writer = self._writer
+        writer, self._writer = self._writer, None
         if writer is not None:
-            self._writer = None
             trio.lowlevel.reschedule(writer)
 
     def close(self) -> None:
@@ -292,18 +357,62 @@ class Connection:
         if self.error is None:
             self.error = exc
         self._scope.cancel()
+        if self._sock is not None:
+            trio.lowlevel.notify_closing(self._sock)  # wakes an inline reader too
         pending, self._pending = self._pending, deque()
         for call in pending:
-            if call.task is not None:
+            if call.task is not None and not call.inline:
                 error = trio.BrokenResourceError(f"{self.endpoint}: {exc!r}")
                 error.__cause__ = exc
                 trio.lowlevel.reschedule(call.task, outcome.Error(error))
 
+    # -- reading -------------------------------------------------------------------------------
+
+    async def _receive(self) -> bytes | bytearray:
+        sock = self._sock
+        if sock is None:
+            assert self._stream is not None
+            data = await self._stream.receive_some(_RECEIVE)
+        else:
+            while True:
+                await trio.lowlevel.wait_readable(sock)
+                try:
+                    data = sock.recv(_RECEIVE)
+                    break
+                except BlockingIOError:
+                    continue
+        if not data:
+            raise trio.BrokenResourceError("the server closed the connection")
+        return data
+
+    def _process(self, data: bytes | bytearray) -> None:
+        parser = self._parser
+        parser.feed(data)  # type: ignore[arg-type]  # bytes or bytearray
+        reply = parser.gets()
+        while reply is not _MORE:
+            if not self._pending:
+                raise hiredis.ProtocolError("a reply that no command asked for")
+            call = self._pending[0]
+            if call.count > 1:
+                call.replies.append(reply)
+                if len(call.replies) < call.count:
+                    reply = parser.gets()
+                    continue
+                reply = call.replies
+            self._pending.popleft()
+            if call.task is None:
+                pass  # its caller gave up
+            elif call.inline:
+                call.result = reply
+            else:
+                trio.lowlevel.reschedule(call.task, outcome.Value(reply))
+            reply = parser.gets()
+
     # -- background ----------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Read replies (and send what could not be sent at once) until the connection
-        breaks, is closed, or is retired and drained; then close the socket."""
+        """Read what no caller reads, send what could not be sent at once, until the
+        connection breaks, is closed, or is retired and drained; then close the socket."""
         try:
             with self._scope:
                 async with trio.open_nursery() as nursery:
@@ -313,50 +422,31 @@ class Connection:
         finally:
             self.close()  # fails whoever still waits
             if self._sock is not None:
-                trio.lowlevel.notify_closing(self._sock)
-                self._sock.close()
+                self._sock.close()  # _fail() told trio it is closing
             elif self._stream is not None:
                 with trio.CancelScope(shield=True):
                     await trio.aclose_forcefully(self._stream)
             self._on_closed(self)
 
     async def _read_loop(self) -> None:
-        sock, stream, parser = self._sock, self._stream, self._parser
         try:
-            while True:
-                if sock is not None:
-                    await trio.lowlevel.wait_readable(sock)
-                    try:
-                        data: bytes | bytearray = sock.recv(_RECEIVE)
-                    except BlockingIOError:
-                        continue
-                else:
-                    assert stream is not None
-                    data = await stream.receive_some(_RECEIVE)
-                if not data:
-                    raise trio.BrokenResourceError("the server closed the connection")
-                parser.feed(data)  # type: ignore[arg-type]  # bytes or bytearray
-                reply = parser.gets()
-                while reply is not _MORE:
-                    self._deliver(reply)
-                    reply = parser.gets()
-                if self.retiring and not self._pending:
-                    return
+            while not (self.retiring and not self._pending):
+                if self._reading or not self._pending:
+                    self._reader = trio.lowlevel.current_task()
+                    await trio.lowlevel.wait_task_rescheduled(self._unpark_reader)
+                    continue
+                self._reading = True
+                try:
+                    while self._pending:
+                        self._process(await self._receive())
+                finally:
+                    self._reading = False
         except Exception as exc:  # broken, or a bug: fail the callers, never the store
             self._fail(exc)
 
-    def _deliver(self, reply: Any) -> None:
-        if not self._pending:
-            raise hiredis.ProtocolError("a reply that no command asked for")
-        call = self._pending[0]
-        if call.count > 1:
-            call.replies.append(reply)
-            if len(call.replies) < call.count:
-                return
-            reply = call.replies
-        self._pending.popleft()
-        if call.task is not None:
-            trio.lowlevel.reschedule(call.task, outcome.Value(reply))
+    def _unpark_reader(self, raise_cancel: RaiseCancelT) -> Abort:
+        self._reader = None
+        return Abort.SUCCEEDED
 
     async def _write_loop(self) -> None:
         sock, stream, out = self._sock, self._stream, self._out
@@ -364,7 +454,7 @@ class Connection:
             while True:
                 if not out:
                     self._writer = trio.lowlevel.current_task()
-                    await trio.lowlevel.wait_task_rescheduled(self._abort_writer)
+                    await trio.lowlevel.wait_task_rescheduled(self._unpark_writer)
                     continue
                 data = b"".join(out)
                 out.clear()
@@ -383,7 +473,7 @@ class Connection:
         except Exception as exc:  # broken, or a bug: fail the callers, never the store
             self._fail(exc)
 
-    def _abort_writer(self, raise_cancel: RaiseCancelT) -> Abort:
+    def _unpark_writer(self, raise_cancel: RaiseCancelT) -> Abort:
         self._writer = None
         return Abort.SUCCEEDED
 
@@ -449,7 +539,7 @@ class Pool:
             try:
                 return await conn.request(packed, count)
             except _BROKEN as exc:
-                if attempt == 0 and established and idempotent:
+                if attempt == 0 and established and (idempotent or isinstance(exc, _Unsent)):
                     continue  # it broke while idle (say, the server restarted): once more
                 raise StoreError(f"{self.endpoint}: the connection broke ({exc!r})") from exc
         raise AssertionError("unreachable")  # pragma: no cover
