@@ -36,6 +36,7 @@ from ..._errors import StoreError, StoreTimeout
 _MORE: Final = object()  # hiredis: "not enough data yet"
 _RECEIVE: Final = 65536
 _CLOSE_TIMEOUT: Final = 1.0
+_IDLE_CHECK: Final = 1.0  # seconds unused after which a connection is checked before use
 
 Arg = bytes | str | int | float
 
@@ -157,6 +158,7 @@ class Connection:
         "_scope",
         "_sock",
         "_stream",
+        "_used",
         "_writer",
         "endpoint",
         "error",
@@ -176,6 +178,7 @@ class Connection:
         self._parser = hiredis.Reader(notEnoughData=_MORE, replyError=ReplyError)
         self._pending: deque[_Call] = deque()  # in the order their commands were written
         self._reading = False  # a caller or the reader task is reading replies
+        self._used = trio.current_time()  # when a caller last found the connection idle
         self._out: list[bytes] = []  # written, not yet sent: the writer task sends it
         self._reader: Task | None = None  # the reader task, while it waits for work
         self._writer: Task | None = None  # the writer task, while it waits for work
@@ -268,7 +271,10 @@ class Connection:
         sock = self._sock
         lone = sock is not None and not self._reading
         if lone and not self._pending:
-            self._check_idle(sock)  # type: ignore[arg-type]  # not None when lone
+            now = trio.current_time()
+            if now - self._used > _IDLE_CHECK:
+                self._check_idle(sock)  # type: ignore[arg-type]  # not None when lone
+            self._used = now
         self._write(packed)  # never blocks, so nothing can come between it and the append
         call = _Call(trio.lowlevel.current_task(), count)
         self._pending.append(call)
@@ -285,7 +291,8 @@ class Connection:
         return await trio.lowlevel.wait_task_rescheduled(abort)
 
     def _check_idle(self, sock: socket.socket) -> None:
-        """An idle connection may have been closed by the server (say, its ``timeout``)."""
+        """An idle connection may have been closed by the server (its ``timeout``, a restart).
+        Checked when it has not been used for a while: the check is a system call."""
         try:
             data = sock.recv(1, socket.MSG_PEEK)
         except BlockingIOError:
@@ -304,6 +311,9 @@ class Connection:
         call.inline = True
         self._reading = True
         try:
+            # One scheduling round first: on loopback the reply is often there by then, and
+            # a read that needs no wait skips registering the socket with epoll.
+            await trio.lowlevel.cancel_shielded_checkpoint()
             while call.result is _MORE:
                 self._process(await self._receive())
             return call.result
@@ -375,12 +385,11 @@ class Connection:
             data = await self._stream.receive_some(_RECEIVE)
         else:
             while True:
-                await trio.lowlevel.wait_readable(sock)
                 try:
                     data = sock.recv(_RECEIVE)
                     break
                 except BlockingIOError:
-                    continue
+                    await trio.lowlevel.wait_readable(sock)
         if not data:
             raise trio.BrokenResourceError("the server closed the connection")
         return data
