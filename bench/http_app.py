@@ -3,7 +3,9 @@
 Chosen by the environment: ``BENCH_STORE`` is ``bare`` (no session middleware), ``memory`` or
 ``redis`` (with ``BENCH_REDIS_URL``). Diagnostic variants used to find where time goes:
 ``checkpoints`` (bare plus two trio checkpoints), ``setcookie`` (bare plus a constant
-Set-Cookie header) and ``memory-get`` (the session read alone).
+Set-Cookie header), ``registered`` (the extension's hooks, the session unused), ``created``
+(the session object made from the cookie, no store call), ``memory-get`` (the session read
+alone), and ``bare2``/``bare3`` (copies of ``bare``, to see how far identical processes differ).
 Served by ``hypercorn --worker-class trio bench.http_app:app``.
 """
 
@@ -42,7 +44,7 @@ elif MODE == "setcookie":  # diagnostic: bare plus a constant Set-Cookie header
         cookie = "session=AAAAAAAAAAAAAAAAAAAAAA; Max-Age=3600; Path=/; HttpOnly; SameSite=Lax"
         return f"You've visited this page {_hits} times\n", {"Set-Cookie": cookie}
 
-elif MODE == "bare":
+elif MODE in ("bare", "bare2", "bare3"):
 
     @app.get("/")
     async def index() -> str:
@@ -52,7 +54,7 @@ elif MODE == "bare":
 
 else:
     store: SessionStore
-    if MODE in ("memory", "memory-get"):
+    if MODE in ("memory", "memory-get", "registered", "created"):
         store = MemoryStore()
     elif MODE == "redis":
         store = RedisStore.from_url(os.environ["BENCH_REDIS_URL"], pool_size=50)
@@ -62,6 +64,14 @@ else:
 
     @app.get("/")
     async def index() -> str:
+        global _hits
+        if MODE == "registered":  # diagnostic: the extension's hooks, no session use
+            _hits += 1
+            return f"You've visited this page {_hits} times\n"
+        if MODE == "created":  # diagnostic: the session object from the cookie, no store I/O
+            _hits += 1
+            assert session.store is not None
+            return f"You've visited this page {_hits} times\n"
         count = await session.get("count", 0) + 1  # one read and one write of a field
         if MODE == "memory-get":  # diagnostic: the read alone (no write, so no cookie)
             return f"You've visited this page {count} times\n"

@@ -1,11 +1,12 @@
 """HTTP throughput of the demo-style app with and without sessions, loaded by wrk.
 
-Each variant of ``bench/http_app.py`` runs in its own Hypercorn process (trio worker) on a
-loopback port; wrk loads them for one second each, in a shuffled order, round after round, so
-that machine noise falls on all alike. Requests per second are medians over the rounds; ratios
-are the medians of each round's ratio. Session variants are sent one fixed session cookie, so
-every request reads and writes one field of a live session; variants without sessions are
-sent a session cookie too, so that every variant parses the same request.
+Each variant of ``bench/http_app.py`` runs in several Hypercorn processes (trio worker) on
+loopback ports; wrk loads the variants for one second each, in a shuffled order, round after
+round and process after process, so that machine noise falls on all alike. Requests per
+second are medians over the rounds; ratios are the medians of each round's ratio. Session
+variants are sent one fixed session cookie, so every request reads and writes one field of a
+live session; variants without sessions are sent a session cookie too, so that every variant
+parses the same request.
 
 Usage: python bench/http_load.py [--quick] [--modes bare,memory,redis]
 """
@@ -22,7 +23,7 @@ import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -53,34 +54,38 @@ def ensure_wrk() -> str:
 
 
 @contextmanager
-def serve(mode: str, env: dict[str, str]) -> Iterator[str]:
-    port = servers.free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "hypercorn",
-            "--worker-class",
-            "trio",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "bench.http_app:app",
-        ],
-        cwd=ROOT,
-        env={**os.environ, **env, "BENCH_STORE": mode},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+def serve(modes: list[str], env: dict[str, str]) -> Iterator[list[str]]:
+    """One Hypercorn process per entry of ``modes``, started together; yields their URLs."""
+    procs: list[tuple[int, subprocess.Popen[bytes]]] = []
     try:
-        servers.wait_for_port(port, proc)  # type: ignore[arg-type]
-        yield f"http://127.0.0.1:{port}/"
+        for mode in modes:
+            port = servers.free_port()
+            command = [sys.executable, "-m", "hypercorn", "--worker-class", "trio"]
+            command += ["--bind", f"127.0.0.1:{port}", "bench.http_app:app"]
+            procs.append(
+                (
+                    port,
+                    subprocess.Popen(
+                        command,
+                        cwd=ROOT,
+                        env={**os.environ, **env, "BENCH_STORE": mode},
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.PIPE,
+                    ),
+                )
+            )
+        for port, proc in procs:
+            servers.wait_for_port(port, proc)  # type: ignore[arg-type]
+        yield [f"http://127.0.0.1:{port}/" for port, _ in procs]
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        for _, proc in procs:
+            proc.terminate()
+        for _, proc in procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 def session_cookie(url: str) -> str | None:
@@ -107,25 +112,29 @@ def run(modes: list[str], quick: bool, redis_url: str | None = None) -> dict[str
     rounds' ratios)."""
     wrk = ensure_wrk()
     # Many short rounds: this machine's speed drifts by tens of percent within seconds, so
-    # the variants of a round must run close together (in a shuffled order) to be compared.
-    rounds, seconds = (6, 1) if quick else (36, 1)
+    # the variants of a round run close together, in a shuffled order. And one process can be
+    # steadily a few percent faster than an identical one (placement in memory, on a core), so
+    # each variant runs in several processes and the rounds go through them in turn.
+    rounds, seconds, instances = (6, 1, 2) if quick else (36, 1, 6)
     shuffle = random.Random(1).shuffle
     env = {"BENCH_REDIS_URL": redis_url or ""}
-    with ExitStack() as stack:
-        urls = {m: stack.enter_context(serve(m, env)) for m in modes}
-        cookies = {m: session_cookie(u) for m, u in urls.items()}
+    with serve([m for m in modes for _ in range(instances)], env) as started:
+        urls = {m: started[i * instances : (i + 1) * instances] for i, m in enumerate(modes)}
+        cookies = {m: [session_cookie(u) for u in us] for m, us in urls.items()}
         # Every variant gets the same request: those without sessions get a session cookie
         # too (any one), so that the difference is the session work, not parsing a header.
-        some_cookie = next((c for c in cookies.values() if c), None)
-        cookies = {m: c or some_cookie for m, c in cookies.items()}
-        for mode, url in urls.items():  # warm-up
-            load(wrk, url, cookies[mode], 1)
+        some_cookie = next((c for cs in cookies.values() for c in cs if c), None)
+        cookies = {m: [c or some_cookie for c in cs] for m, cs in cookies.items()}
+        for mode, us in urls.items():  # warm-up
+            for url, cookie in zip(us, cookies[mode], strict=True):
+                load(wrk, url, cookie, 1)
         samples: dict[str, list[float]] = {m: [] for m in modes}
         order = list(urls)
-        for _ in range(rounds):
+        for r in range(rounds):
             shuffle(order)
+            k = r % instances
             for mode in order:
-                samples[mode].append(load(wrk, urls[mode], cookies[mode], seconds))
+                samples[mode].append(load(wrk, urls[mode][k], cookies[mode][k], seconds))
     result = {m: statistics.median(v) for m, v in samples.items()}
     # A round's variants run back to back, so a round's ratio sees about the same machine;
     # the median of those ratios is far steadier than the ratio of medians here.
@@ -134,7 +143,10 @@ def run(modes: list[str], quick: bool, redis_url: str | None = None) -> dict[str
         for m, v in samples.items()
         if "bare" in samples
     }
-    print(f"\nHTTP, wrk -c{CONNECTIONS}, median of {rounds} x {seconds}s runs")
+    print(
+        f"\nHTTP, wrk -c{CONNECTIONS}, median of {rounds} x {seconds}s runs "
+        f"over {instances} processes per variant"
+    )
     for mode, rps in result.items():
         ratio = ratios.get(mode, float("nan"))
         print(
