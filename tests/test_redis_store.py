@@ -265,6 +265,33 @@ async def test_waiting_callers_are_served_after_the_reading_caller_is_cancelled(
             assert got == {1: b"v", 2: b"v"}
 
 
+async def test_closing_the_store_ends_every_call_in_flight(redis74: servers.RedisServer) -> None:
+    """Closing the store while many tasks are mid-command (reading inline, queued, writing)
+    ends each of them with a result or an error, promptly, and leaves no task behind."""
+    outcomes: list[str] = []
+
+    async def busy(store: RedisStore, sid: SessionId) -> None:
+        try:
+            while True:
+                await Session(store, sid, cookie=COOKIE).update("n", 1)
+                await store.get(sid, "n")
+        except (StoreError, trio.ClosedResourceError):
+            outcomes.append("error")
+
+    with trio.fail_after(10):
+        async with (
+            trio.open_nursery() as nursery,  # outlives the store
+            RedisStore.from_url(redis74.url, prefix="closing:") as store,
+        ):
+            s = Session(store, cookie=COOKIE)
+            await s.update("n", 0)
+            assert s.id is not None
+            for _ in range(50):
+                nursery.start_soon(busy, store, s.id)
+            await trio.sleep(0.2)
+    assert outcomes == ["error"] * 50
+
+
 async def test_a_connection_closed_while_idle_is_replaced_before_writing(
     redis70: servers.RedisServer,
 ) -> None:

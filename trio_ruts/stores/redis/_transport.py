@@ -315,6 +315,8 @@ class Connection:
             # a read that needs no wait skips registering the socket with epoll.
             await trio.lowlevel.cancel_shielded_checkpoint()
             while call.result is _MORE:
+                if self.error is not None:  # failed meanwhile: the socket may be closing
+                    raise trio.BrokenResourceError(f"{self.endpoint}: {self.error!r}")
                 self._process(await self._receive())
             return call.result
         except Exception as exc:
