@@ -35,7 +35,6 @@ from ..._errors import StoreError, StoreTimeout
 
 _MORE: Final = object()  # hiredis: "not enough data yet"
 _RECEIVE: Final = 65536
-_CLOSE_TIMEOUT: Final = 1.0
 _IDLE_CHECK: Final = 1.0  # seconds unused after which a connection is checked before use
 
 Arg = bytes | str | int | float
@@ -267,7 +266,7 @@ class Connection:
                 (:class:`_Unsent` if that was found out before anything was written).
         """
         if self.error is not None:
-            raise trio.BrokenResourceError(f"{self.endpoint}: {self.error!r}") from self.error
+            raise self._broken(self.error)
         sock = self._sock
         lone = sock is not None and not self._reading
         if lone and not self._pending:
@@ -293,18 +292,20 @@ class Connection:
     def _check_idle(self, sock: socket.socket) -> None:
         """An idle connection may have been closed by the server (its ``timeout``, a restart).
         Checked when it has not been used for a while: the check is a system call."""
+        cause: Exception
         try:
             data = sock.recv(1, socket.MSG_PEEK)
         except BlockingIOError:
             return  # alive, and nothing to read: the usual case
         except OSError as exc:
-            self._fail(exc)
-            raise _Unsent(f"{self.endpoint}: {exc!r}") from exc
-        if data:
-            self._fail(hiredis.ProtocolError("data from the server that no command asked for"))
+            cause = exc
         else:
-            self._fail(trio.BrokenResourceError("the server closed the connection"))
-        raise _Unsent(f"{self.endpoint}: {self.error!r}") from self.error
+            if data:
+                cause = hiredis.ProtocolError("data from the server that no command asked for")
+            else:
+                cause = trio.BrokenResourceError("the server closed the connection")
+        self._fail(cause)
+        raise self._broken(cause, _Unsent)
 
     async def _read_inline(self, call: _Call) -> Any:
         """Read replies (delivering other callers' too) until ``call``'s is in."""
@@ -316,14 +317,14 @@ class Connection:
             await trio.lowlevel.cancel_shielded_checkpoint()
             while call.result is _MORE:
                 if self.error is not None:  # failed meanwhile: the socket may be closing
-                    raise trio.BrokenResourceError(f"{self.endpoint}: {self.error!r}")
+                    raise self._broken(self.error)
                 self._process(await self._receive())
             return call.result
         except Exception as exc:
             self._fail(exc)
             if call.result is not _MORE:
                 return call.result  # ours came before the breakage
-            raise trio.BrokenResourceError(f"{self.endpoint}: {exc!r}") from exc
+            raise self._broken(exc) from exc
         except BaseException:  # cancelled: the reply is dropped when it comes
             call.task = None
             self.retiring = True
@@ -346,7 +347,7 @@ class Connection:
             sent = 0
         except OSError as exc:
             self._fail(exc)
-            raise trio.BrokenResourceError(f"{self.endpoint}: {exc!r}") from exc
+            raise self._broken(exc) from exc
         if sent < len(data):
             self._out.append(data[sent:])
             self._wake_writer()
@@ -365,6 +366,14 @@ class Connection:
         """Stop using the connection: waiting callers fail, the socket closes soon after."""
         self._fail(trio.ClosedResourceError(f"{self.endpoint}: the connection was closed"))
 
+    def _broken(
+        self, cause: BaseException, kind: type[trio.BrokenResourceError] = trio.BrokenResourceError
+    ) -> trio.BrokenResourceError:
+        """What a caller sees when this connection broke because of ``cause``."""
+        error = kind(f"{self.endpoint}: {cause!r}")
+        error.__cause__ = cause
+        return error
+
     def _fail(self, exc: BaseException) -> None:
         if self.error is None:
             self.error = exc
@@ -374,9 +383,7 @@ class Connection:
         pending, self._pending = self._pending, deque()
         for call in pending:
             if call.task is not None and not call.inline:
-                error = trio.BrokenResourceError(f"{self.endpoint}: {exc!r}")
-                error.__cause__ = exc
-                trio.lowlevel.reschedule(call.task, outcome.Error(error))
+                trio.lowlevel.reschedule(call.task, outcome.Error(self._broken(exc)))
 
     # -- reading -------------------------------------------------------------------------------
 
