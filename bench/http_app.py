@@ -3,15 +3,19 @@
 Chosen by the environment: ``BENCH_STORE`` is ``bare`` (no session middleware), ``memory`` or
 ``redis`` (with ``BENCH_REDIS_URL``). Diagnostic variants used to find where time goes:
 ``checkpoints`` (bare plus two trio checkpoints), ``setcookie`` (bare plus a constant
-Set-Cookie header), ``registered`` (the extension's hooks, the session unused), ``created``
-(the session object made from the cookie, no store call), ``memory-get`` (the session read
-alone), and ``bare2``/``bare3`` (copies of ``bare``, to see how far identical processes differ).
+Set-Cookie header), ``floor`` (bare plus what any session layer adds here: an after-request
+hook that sets a cookie, and two checkpoints), ``registered`` (the extension's hooks, the
+session unused), ``created`` (the session object made from the cookie, no store call),
+``memory-get`` (a read of a session that does not exist), ``memory-read`` (a read that finds
+the field), ``memory-write`` (the write alone), and ``bare2``/``bare3`` (copies of ``bare``,
+to see how far identical processes differ).
 Served by ``hypercorn --worker-class trio bench.http_app:app``.
 """
 
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import trio
 from quart_trio import QuartTrio
@@ -24,6 +28,7 @@ MODE = os.environ.get("BENCH_STORE", "bare")
 app = QuartTrio(__name__)
 app.config["PROPAGATE_EXCEPTIONS"] = False
 _hits = 0
+_CONSTANT_COOKIE = "session=AAAAAAAAAAAAAAAAAAAAAA; Max-Age=3600; Path=/; HttpOnly; SameSite=Lax"
 
 if MODE == "checkpoints":  # diagnostic: bare plus two scheduler round trips
 
@@ -41,8 +46,22 @@ elif MODE == "setcookie":  # diagnostic: bare plus a constant Set-Cookie header
     async def index() -> tuple[str, dict[str, str]]:
         global _hits
         _hits += 1
-        cookie = "session=AAAAAAAAAAAAAAAAAAAAAA; Max-Age=3600; Path=/; HttpOnly; SameSite=Lax"
-        return f"You've visited this page {_hits} times\n", {"Set-Cookie": cookie}
+        return f"You've visited this page {_hits} times\n", {"Set-Cookie": _CONSTANT_COOKIE}
+
+elif MODE == "floor":  # diagnostic: what any session layer must add to bare here
+
+    @app.after_request
+    async def set_cookie(response: Any) -> Any:  # a cookie is due after every write
+        response.headers.add("Set-Cookie", _CONSTANT_COOKIE)
+        return response
+
+    @app.get("/")
+    async def index() -> str:
+        global _hits
+        await trio.lowlevel.checkpoint()  # a read is a checkpoint
+        await trio.lowlevel.checkpoint()  # and so is a write
+        _hits += 1
+        return f"You've visited this page {_hits} times\n"
 
 elif MODE in ("bare", "bare2", "bare3"):
 
@@ -54,7 +73,7 @@ elif MODE in ("bare", "bare2", "bare3"):
 
 else:
     store: SessionStore
-    if MODE in ("memory", "memory-get", "registered", "created"):
+    if MODE in ("memory", "memory-get", "registered", "created", "memory-read", "memory-write"):
         store = MemoryStore()
     elif MODE == "redis":
         store = RedisStore.from_url(os.environ["BENCH_REDIS_URL"], pool_size=50)
@@ -72,7 +91,13 @@ else:
             _hits += 1
             assert session.store is not None
             return f"You've visited this page {_hits} times\n"
+        if MODE == "memory-write":  # diagnostic: the write alone
+            _hits += 1
+            await session.update("count", _hits)
+            return f"You've visited this page {_hits} times\n"
         count = await session.get("count", 0) + 1  # one read and one write of a field
+        if MODE == "memory-read" and count > 1:  # diagnostic: a read that finds the field
+            return f"You've visited this page {count} times\n"
         if MODE == "memory-get":  # diagnostic: the read alone (no write, so no cookie)
             return f"You've visited this page {count} times\n"
         await session.update("count", count)

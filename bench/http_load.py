@@ -35,6 +35,31 @@ from tests import servers  # noqa: E402
 CONNECTIONS = 50
 
 
+def _cpu_split() -> tuple[set[int], set[int]] | None:
+    """The CPUs for the app servers and for the load side (wrk, Redis), or ``None`` when
+    there is only one. The app gets a core of its own, as it would in production; otherwise
+    the scheduler shares cores between wrk and the app differently from run to run, and
+    identical processes differ by up to 30% on this 2-core VM."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return None
+    return {cpus[-1]}, set(cpus[:-1])
+
+
+SPLIT = _cpu_split()
+
+
+def pin_load_side(pid: int) -> None:
+    """Keep a load-side process (the Redis server) off the app's core."""
+    if SPLIT is not None:
+        os.sched_setaffinity(pid, SPLIT[1])
+
+
+def _on(cpus: set[int] | None) -> Any:
+    """A ``preexec_fn`` that pins a child process to ``cpus`` (no-op for ``None``)."""
+    return None if cpus is None else lambda: os.sched_setaffinity(0, cpus)
+
+
 def ensure_wrk() -> str:
     """wrk from Debian's packages, installed if missing (needs root, as on CI)."""
     found = shutil.which("wrk")
@@ -71,6 +96,7 @@ def serve(modes: list[str], env: dict[str, str]) -> Iterator[list[str]]:
                         env={**os.environ, **env, "BENCH_STORE": mode},
                         stdout=subprocess.DEVNULL,
                         stderr=subprocess.PIPE,
+                        preexec_fn=_on(SPLIT and SPLIT[0]),
                     ),
                 )
             )
@@ -98,7 +124,14 @@ def load(wrk: str, url: str, cookie: str | None, seconds: float) -> float:
     args = [wrk, "-t1", f"-c{CONNECTIONS}", f"-d{seconds:g}s", "--latency", url]
     if cookie:
         args[1:1] = ["-H", f"Cookie: {cookie}"]
-    out = subprocess.run(args, check=True, capture_output=True, text=True, timeout=120).stdout
+    out = subprocess.run(
+        args,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=_on(SPLIT and SPLIT[1]),
+    ).stdout
     if "Non-2xx" in out:
         raise RuntimeError(f"{url} answered errors under load:\n{out}")
     match = re.search(r"Requests/sec:\s+([\d.]+)", out)
@@ -107,15 +140,23 @@ def load(wrk: str, url: str, cookie: str | None, seconds: float) -> float:
     return float(match.group(1))
 
 
-def run(modes: list[str], quick: bool, redis_url: str | None = None) -> dict[str, Any]:
+def run(
+    modes: list[str],
+    quick: bool,
+    redis_url: str | None = None,
+    rounds: int | None = None,
+    processes: int | None = None,
+) -> dict[str, Any]:
     """Requests per second per mode (medians), and ratios against ``bare`` (medians of the
-    rounds' ratios)."""
+    rounds' ratios). ``rounds`` and ``processes`` (per variant) override the defaults."""
     wrk = ensure_wrk()
     # Many short rounds: this machine's speed drifts by tens of percent within seconds, so
     # the variants of a round run close together, in a shuffled order. And one process can be
     # steadily a few percent faster than an identical one (placement in memory, on a core), so
     # each variant runs in several processes and the rounds go through them in turn.
-    rounds, seconds, instances = (6, 1, 2) if quick else (36, 1, 6)
+    default_rounds, seconds, default_instances = (6, 1, 2) if quick else (36, 1, 6)
+    rounds = rounds or default_rounds
+    instances = processes or default_instances
     shuffle = random.Random(1).shuffle
     env = {"BENCH_REDIS_URL": redis_url or ""}
     with serve([m for m in modes for _ in range(instances)], env) as started:
@@ -160,15 +201,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--modes", default="bare,memory,redis")
+    parser.add_argument("--rounds", type=int, help="rounds (default 36, quick 6)")
+    parser.add_argument("--processes", type=int, help="processes per variant (default 6)")
     args = parser.parse_args()
     modes = args.modes.split(",")
     if "redis" in modes:
         found = servers.redis74_binary()
         binary, env = found if found else (servers.system_redis_binary(), {})
         with servers.redis_server(binary, env) as redis:
-            run(modes, args.quick, redis.url)
+            pin_load_side(redis.proc.pid)
+            run(modes, args.quick, redis.url, args.rounds, args.processes)
     else:
-        run(modes, args.quick)
+        run(modes, args.quick, None, args.rounds, args.processes)
 
 
 if __name__ == "__main__":
