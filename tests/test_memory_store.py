@@ -54,6 +54,42 @@ async def test_expired_fields_invisible_before_the_sweep(autojump_clock: MockClo
         assert set(record.fields) == {"b"}
 
 
+async def test_field_lifetimes_expire_in_order(autojump_clock: MockClock) -> None:
+    # Reads skip the scan for expired fields until the soonest field lifetime is due; this
+    # checks that bookkeeping across several lifetimes, overwrites and removals.
+    async with MemoryStore(sweep_interval=3600) as store:
+        s = Session(store, cookie=COOKIE)
+        await s.update("keep", 0)  # lives with the session (60 s)
+        await s.update("a", 1, ttl=10)
+        await s.update("b", 2, ttl=5)
+        await s.update("c", 3, ttl=20)
+        await s.update("b", 2, ttl=30)  # b's old, sooner expiry no longer applies
+        await s.update("d", 4, ttl=8)
+        await s.remove("d")
+
+        async def live() -> set[str]:
+            found = await Session(store, s.id).get_all()
+            return set() if found is None else set(found)
+
+        await trio.sleep(6)
+        assert await live() == {"keep", "a", "b", "c"}
+        await trio.sleep(5)  # t=11
+        assert await live() == {"keep", "b", "c"}
+        await s.update("e", 5, ttl=2)  # sooner than anything left
+        await trio.sleep(3)  # t=14
+        assert await live() == {"keep", "b", "c"}
+        await trio.sleep(7)  # t=21
+        assert await live() == {"keep", "b"}
+        assert await Session(store, s.id).get("b") == 2
+        await trio.sleep(10)  # t=31
+        assert await live() == {"keep"}
+        await trio.sleep(39)  # t=70: the last write (t=11) gave the session 60 s
+        assert await live() == {"keep"}
+        await trio.sleep(2)  # t=72
+        assert await live() == set()
+        assert len(store) == 0
+
+
 async def test_nothing_runs_after_close(autojump_clock: MockClock) -> None:
     store = MemoryStore(sweep_interval=1)
     async with store:

@@ -69,11 +69,22 @@ class CookieOptions:
     path: str = "/"
     domain: str | None = None
     signing_keys: Sequence[bytes | str] = field(default=(), repr=False)
+    # The attributes after Max-Age in a Set-Cookie value, derived once: every write needs them.
+    _attributes: str = field(init=False, repr=False, compare=False, default="")
 
     def __post_init__(self) -> None:
         keys = tuple(k.encode() if isinstance(k, str) else bytes(k) for k in self.signing_keys)
         object.__setattr__(self, "signing_keys", keys)
         _check_options(self)
+        attributes = [f"; Path={self.path}"]
+        if self.domain is not None:
+            attributes.append(f"; Domain={self.domain}")
+        if self.secure:
+            attributes.append("; Secure")
+        if self.http_only:
+            attributes.append("; HttpOnly")
+        attributes.append(f"; SameSite={self.same_site.capitalize()}")
+        object.__setattr__(self, "_attributes", "".join(attributes))
 
     @staticmethod
     def build() -> CookieOptionsBuilder:
@@ -137,25 +148,12 @@ class CookieOptions:
 
     def set_cookie_header(self, session_id: SessionId, max_age: int) -> str:
         """A ``Set-Cookie`` value carrying ``session_id`` for ``max_age`` seconds."""
-        return self._render(self.encode(session_id), live_max_age(max_age), None)
+        value = self.encode(session_id)
+        return f"{self.name}={value}; Max-Age={live_max_age(max_age)}{self._attributes}"
 
     def removal_header(self) -> str:
         """A ``Set-Cookie`` value that makes browsers drop the session cookie."""
-        return self._render("", 0, _EXPIRED)
-
-    def _render(self, value: str, max_age: int, expires: str | None) -> str:
-        parts = [f"{self.name}={value}", f"Max-Age={max_age}"]
-        if expires is not None:
-            parts.append(f"Expires={expires}")
-        parts.append(f"Path={self.path}")
-        if self.domain is not None:
-            parts.append(f"Domain={self.domain}")
-        if self.secure:
-            parts.append("Secure")
-        if self.http_only:
-            parts.append("HttpOnly")
-        parts.append(f"SameSite={self.same_site.capitalize()}")
-        return "; ".join(parts)
+        return f"{self.name}=; Max-Age=0; Expires={_EXPIRED}{self._attributes}"
 
 
 def live_max_age(ttl: int) -> int:

@@ -28,14 +28,23 @@ class CookieChange(enum.Enum):
     CLEAR = "clear"
 
 
+# Field names already found valid: apps use a handful of names on every request.
+_VALID_FIELDS: dict[str, None] = {}
+_VALID_FIELDS_MAX: Final = 1024
+
+
 def check_field(field: object) -> str:
     """Validate a field name: 1-256 UTF-8 bytes, no control characters."""
+    if type(field) is str and field in _VALID_FIELDS:
+        return field
     if not isinstance(field, str):
         raise InvalidField(f"field names are str, not {type(field).__name__}")
     if not field or len(field.encode("utf-8", "surrogatepass")) > MAX_FIELD_BYTES:
         raise InvalidField(f"field names are 1 to {MAX_FIELD_BYTES} UTF-8 bytes long")
     if not field.isprintable():
         raise InvalidField(f"field name {field[:40]!r} contains control characters")
+    if type(field) is str and len(_VALID_FIELDS) < _VALID_FIELDS_MAX:
+        _VALID_FIELDS[field] = None
     return field
 
 
@@ -90,7 +99,7 @@ class Session:
         if id is not None and not isinstance(id, SessionId):
             raise TypeError("id must be a SessionId or None; use SessionId.parse() on text")
         self._store = store
-        self._cookie = as_cookie_options(cookie)
+        self._cookie = cookie if type(cookie) is CookieOptions else as_cookie_options(cookie)
         self._serializer = _DEFAULT_SERIALIZER if serializer is None else serializer
         self._id = id
         self._verified = False  # the store is known to hold self._id
@@ -111,7 +120,7 @@ class Session:
         serializer: Serializer | None = None,
     ) -> Session:
         """The session named by a request's ``Cookie`` header (malformed: no session)."""
-        options = as_cookie_options(cookie)
+        options = cookie if type(cookie) is CookieOptions else as_cookie_options(cookie)
         found = options.session_id_from_header(header)
         return cls(store, found, cookie=options, serializer=serializer)
 
@@ -283,12 +292,13 @@ class Session:
         finally:
             if pending is not None and self._pending is pending:
                 self._pending = None
-        if result.id != write.id:
+        moved = result.id is not write.id and result.id != write.id
+        if moved:
             # The client's id was unknown (or expired meanwhile): the data went to a new id.
             self._check_not_frozen()
             self._id = result.id
         self._verified = True
-        if result.written or result.id != write.id:
+        if result.written or moved:
             self._mark_set(result.ttl)
         return result.written
 

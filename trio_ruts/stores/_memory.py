@@ -24,11 +24,14 @@ class _Field:
 
 
 class _Session:
-    __slots__ = ("expires", "fields")
+    __slots__ = ("expires", "fields", "soonest")
 
     def __init__(self, expires: float) -> None:
         self.expires = expires  # inf: persistent
         self.fields: dict[str, _Field] = {}
+        # No field with a lifetime of its own expires before this (inf: none has one), so
+        # reads skip the scan for expired fields until then.
+        self.soonest = _NEVER
 
 
 def _expiry(now: float, ttl: int) -> float:
@@ -37,6 +40,19 @@ def _expiry(now: float, ttl: int) -> float:
 
 def _remaining(now: float, expires: float) -> int:
     return -1 if expires == _NEVER else max(1, math.ceil(expires - now))
+
+
+def _purge_fields(entry: _Session, now: float) -> None:
+    """Drop the session's expired fields and note when the next one expires."""
+    soonest = _NEVER
+    for name, found in list(entry.fields.items()):
+        if found.expires is None:
+            continue
+        if found.expires <= now:
+            del entry.fields[name]
+        elif found.expires < soonest:
+            soonest = found.expires
+    entry.soonest = soonest
 
 
 class MemoryStore(SessionStore):
@@ -93,38 +109,44 @@ class MemoryStore(SessionStore):
         if entry is None:
             return None
         if entry.expires > now:
-            dead = [
-                n for n, f in entry.fields.items() if f.expires is not None and f.expires <= now
-            ]
-            for name in dead:
-                del entry.fields[name]
+            if entry.soonest <= now:
+                _purge_fields(entry, now)
             if entry.fields:
                 return entry
         del self._sessions[key]
         return None
 
     def _apply(self, write: Write, now: float) -> WriteResult:
-        fresh = write.fresh_id.bytes
-        entry = self._live(write.id.bytes, now) if write.id is not None else None
-        if (entry is None or write.rename) and self._live(fresh, now) is not None:
-            raise SessionIdCollision("the new session id is already in use; nothing was changed")
-        target = write.fresh_id
-        if entry is not None and write.id is not None and not write.rename:
-            target = write.id
-        if entry is None:
-            entry = _Session(now)
-        written = not (write.only_if_absent and write.field in entry.fields)
+        id = write.id
+        key = None if id is None else id.bytes
+        found = None if key is None else self._live(key, now)
+        refile = found is None or write.rename  # a new session, or one that moves
+        if refile:
+            target = write.fresh_id
+            if self._live(target.bytes, now) is not None:
+                raise SessionIdCollision(
+                    "the new session id is already in use; nothing was changed"
+                )
+        else:
+            assert id is not None  # a session was found under it
+            target = id
+        entry = _Session(now) if found is None else found
+        fields = entry.fields
+        written = not (write.only_if_absent and write.field in fields)
         if written:
-            expires = None if write.field_ttl is None else _expiry(now, write.field_ttl)
-            entry.fields[write.field] = _Field(write.value, expires, write.hot_ttl)
-            entry.expires = max(
-                entry.expires,
-                _expiry(now, write.key_ttl),
-                _expiry(now, write.field_ttl or 0),
-            )
-        if entry.fields:
-            if write.id is not None and target is not write.id:
-                self._sessions.pop(write.id.bytes, None)
+            expires = _expiry(now, write.key_ttl)
+            if write.field_ttl is None:  # the field lives with the session
+                fields[write.field] = _Field(write.value, None, write.hot_ttl)
+            else:
+                own = _expiry(now, write.field_ttl)
+                fields[write.field] = _Field(write.value, own, write.hot_ttl)
+                entry.soonest = min(entry.soonest, own)
+                expires = max(expires, own)
+            if expires > entry.expires:
+                entry.expires = expires
+        if refile:
+            if key is not None:
+                self._sessions.pop(key, None)
             self._sessions[target.bytes] = entry
         return WriteResult(written, target, _remaining(now, entry.expires))
 
