@@ -12,7 +12,9 @@ Usage: python bench/run.py [--quick] [--plot] [--replot]     (--quick: under a m
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
+import subprocess
 import sys
 import time
 import traceback
@@ -36,6 +38,19 @@ TARGETS = {
     "layered_write_vs_max": ("<=", 1.15),
     "postgres_get_vs_bridged": ("<=", 1.3),
 }
+
+
+def ensure_bench_extra() -> None:
+    """Install the ``bench`` extra into this interpreter if any of its packages is missing,
+    as the bench installs wrk: one command runs everything on a fresh machine."""
+    try:
+        import coredis  # noqa: F401
+        import matplotlib  # noqa: F401
+    except ImportError:
+        print("installing the bench extra (pip install -e '.[bench]')", flush=True)
+        pip = [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+        subprocess.run([*pip, "-e", f"{ROOT}[bench]"], check=True)
+        importlib.invalidate_caches()
 
 
 def part(name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
@@ -105,6 +120,7 @@ def main() -> None:
         "--replot", action="store_true", help="only redraw the plot from the saved results"
     )
     args = parser.parse_args()
+    ensure_bench_extra()
     if args.replot:
         plot(json.loads(RESULTS.read_text()), PLOT)
         return
@@ -143,7 +159,10 @@ def main() -> None:
     if not q:
         RESULTS.write_text(json.dumps(results | {"ratios": ratios}, indent=1) + "\n")
     if not q or args.plot:
-        plot(results, PLOT)
+        try:
+            plot(results, PLOT)
+        except Exception as exc:  # the figures above stand; the JSON line still ends the run
+            print(f"the plot could not be drawn: {exc!r}")
     print(json.dumps(ratios))
 
 
