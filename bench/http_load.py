@@ -1,14 +1,15 @@
 """HTTP throughput of the demo-style app with and without sessions, loaded by wrk.
 
 Each variant of ``bench/http_app.py`` runs in several Hypercorn processes (trio worker) on
-loopback ports; wrk loads the variants for one second each, in a shuffled order, round after
-round and process after process, so that machine noise falls on all alike. Requests per
-second are medians over the rounds; ratios are the medians of each round's ratio. Session
-variants are sent one fixed session cookie, so every request reads and writes one field of a
-live session; variants without sessions are sent a session cookie too, so that every variant
-parses the same request.
+loopback ports, all on one core of their own (wrk and Redis get the others); wrk loads the
+variants for one second each, in a shuffled order, round after round and process after
+process, so that machine noise falls on all alike. Requests per second are medians over the
+rounds; ratios are the medians of each round's ratio. Session variants are sent one fixed
+session cookie, so every request reads and writes one field of a live session; variants
+without sessions are sent a session cookie too, so that every variant parses the same request.
 
-Usage: python bench/http_load.py [--quick] [--modes bare,memory,redis]
+Usage: python bench/http_load.py [--quick] [--modes bare,memory,redis] [--rounds N]
+       [--processes K]
 """
 
 from __future__ import annotations
