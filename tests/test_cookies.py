@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from trio_ruts import CookieOptions, SessionId
-from trio_ruts._cookies import MAX_COOKIE_AGE
+from trio_ruts._cookies import MAX_COOKIE_AGE, CookieOptionsBuilder
 
 SID = SessionId.generate()
 
@@ -75,6 +75,14 @@ def test_set_cookie_header() -> None:
     )
     plain = CookieOptions(secure=False, http_only=False)
     assert plain.set_cookie_header(SID, 5) == f"id={SID}; Max-Age=5; Path=/; SameSite=Lax"
+    # The attributes are rendered once per options object: a builder step renders them anew.
+    built = c.build().name("t").path("/x").secure(False).domain(None).finish()
+    assert built.set_cookie_header(SID, 7) == f"t={SID}; Max-Age=7; Path=/x; HttpOnly; SameSite=Lax"
+    moved = CookieOptionsBuilder(c).path("/y").http_only(False).finish()
+    assert moved.set_cookie_header(SID, 7) == (
+        f"s={SID}; Max-Age=7; Path=/y; Domain=example.com; Secure; SameSite=Strict"
+    )
+    assert moved.removal_header().endswith("; Path=/y; Domain=example.com; Secure; SameSite=Strict")
 
 
 def test_live_max_age_is_never_zero_and_capped() -> None:
