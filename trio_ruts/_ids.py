@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import os
 import re
 import secrets
 from typing import Final
@@ -44,8 +43,8 @@ class SessionId:
 
     @classmethod
     def generate(cls) -> SessionId:
-        """Return a new id made of 128 bits from the OS's CSPRNG (as :mod:`secrets` uses)."""
-        return cls(os.urandom(ID_BYTES))
+        """Return a new id made of 128 bits from :mod:`secrets`."""
+        return cls(secrets.token_bytes(ID_BYTES))
 
     def regenerate(self) -> SessionId:
         """Return a new id that keeps this id's hash-tag part and draws 104 fresh bits.
@@ -53,7 +52,7 @@ class SessionId:
         Keeping the tag lets a rename stay inside one Redis Cluster hash slot.
         """
         fresh = object.__new__(SessionId)  # 3 + 13 bytes: valid by construction
-        fresh._bytes = self._bytes[:TAG_BYTES] + os.urandom(ID_BYTES - TAG_BYTES)
+        fresh._bytes = self._bytes[:TAG_BYTES] + secrets.token_bytes(ID_BYTES - TAG_BYTES)
         fresh._text = None
         return fresh
 
