@@ -203,6 +203,8 @@ class CookieOptionsBuilder:
 
 def as_cookie_options(cookie: CookieOptions | CookieOptionsBuilder | None) -> CookieOptions:
     """Accept options, a builder, or ``None`` for the defaults."""
+    if type(cookie) is CookieOptions:  # the usual case, once per request: one check
+        return cookie
     if cookie is None:
         return CookieOptions()
     if isinstance(cookie, CookieOptionsBuilder):

@@ -99,7 +99,7 @@ class Session:
         if id is not None and not isinstance(id, SessionId):
             raise TypeError("id must be a SessionId or None; use SessionId.parse() on text")
         self._store = store
-        self._cookie = cookie if type(cookie) is CookieOptions else as_cookie_options(cookie)
+        self._cookie = as_cookie_options(cookie)
         self._serializer = _DEFAULT_SERIALIZER if serializer is None else serializer
         self._id = id
         self._verified = False  # the store is known to hold self._id
@@ -120,7 +120,7 @@ class Session:
         serializer: Serializer | None = None,
     ) -> Session:
         """The session named by a request's ``Cookie`` header (malformed: no session)."""
-        options = cookie if type(cookie) is CookieOptions else as_cookie_options(cookie)
+        options = as_cookie_options(cookie)
         found = options.session_id_from_header(header)
         return cls(store, found, cookie=options, serializer=serializer)
 
