@@ -8,19 +8,17 @@ hook that sets a cookie, and two checkpoints), ``registered`` (the extension's h
 session unused), ``created`` (the session object made from the cookie, no store call),
 ``memory-get`` (a read of a session that does not exist), ``memory-read`` (a read that finds
 the field), ``memory-write`` (the write alone), ``minimal`` (the counter on the least a Python
-session layer can do: the work of ``memory`` hand-inlined, without the library), and
+session layer can do: the work of ``memory`` written by hand, without the library; see
+``bench/_minimal.py``), and
 ``bare2``/``bare3`` (copies of ``bare``, to see how far identical processes differ).
 Served by ``hypercorn --worker-class trio bench.http_app:app``.
 """
 
 from __future__ import annotations
 
-import binascii
 import os
-import secrets
 from typing import Any
 
-import cbor2
 import trio
 from quart_trio import QuartTrio
 
@@ -68,42 +66,22 @@ elif MODE == "floor":  # diagnostic: what any session layer must add to bare her
         return f"You've visited this page {_hits} times\n"
 
 elif MODE == "minimal":  # diagnostic: the least a Python session layer can do here
-    # A session layer with every library concern stripped out and inlined: the id from the
-    # Cookie header without validation or signatures, one dict per session with a single
-    # expiry (no per-field lifetimes, no store interface), a fresh id when the session is
-    # absent, CBOR values, two checkpoints (one per store call) and the Set-Cookie hook.
     from quart import request
     from quart.globals import _cv_app
 
-    _sessions: dict[bytes, tuple[float, dict[str, bytes]]] = {}
+    from bench import _minimal
 
     @app.after_request
     async def minimal_cookie(response: Any) -> Any:
         sid = _cv_app.get().g.__dict__.get("sid")
         if sid is not None:
-            response.headers.add(
-                "Set-Cookie", f"session={sid}; Max-Age=3600; Path=/; HttpOnly; SameSite=Lax"
-            )
+            response.headers.add("Set-Cookie", _minimal.set_cookie(sid))
         return response
 
     @app.get("/")
     async def index() -> str:
-        text = request.headers.get("Cookie", "").partition("session=")[2][:22]
-        key = binascii.a2b_base64(text.replace("-", "+").replace("_", "/") + "==")
-        await trio.lowlevel.checkpoint()  # the read
-        entry = _sessions.get(key)
-        if entry is not None and entry[0] > trio.current_time():
-            count = cbor2.loads(entry[1]["count"]) + 1
-        else:
-            entry = None
-            count = 1
-        await trio.lowlevel.checkpoint()  # the write
-        if entry is None:  # never adopt the client's id
-            key = secrets.token_bytes(16)
-            text = binascii.b2a_base64(key, newline=False).decode()[:22]
-            text = text.replace("+", "-").replace("/", "_")
-        _sessions[key] = (trio.current_time() + 3600, {"count": cbor2.dumps(count)})
-        _cv_app.get().g.sid = text
+        count, sid = await _minimal.count_visit(request.headers.get("Cookie", ""))
+        _cv_app.get().g.sid = sid
         return f"You've visited this page {count} times\n"
 
 elif MODE in ("bare", "bare2", "bare3"):

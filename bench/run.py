@@ -41,7 +41,7 @@ TARGETS = {
 # The HTTP reference apps of full runs (bench/http_app.py), reported for context.
 CONTEXT = {
     "floor": "hook, cookie, 2 checkpoints",
-    "minimal": "the memory app hand-inlined, no library",
+    "minimal": "the memory app written by hand, no library",
 }
 
 
@@ -82,7 +82,8 @@ def http(quick: bool) -> dict[str, Any]:
         http_load.pin_load_side(redis.proc.pid)
         # Full runs add two reference apps, to show what is structural: "floor", bare plus
         # what any session layer must add here (an after-request hook that sets a cookie, two
-        # checkpoints), and "minimal", the memory app's work hand-inlined without the library.
+        # checkpoints), and "minimal", the memory app's session work written by hand without
+        # the library (bench/_minimal.py).
         modes = ["bare", "memory", "redis"] + ([] if quick else ["floor", "minimal"])
         return http_load.run(modes, quick, redis.url)
 
