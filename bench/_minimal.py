@@ -1,11 +1,12 @@
 """The least a Python session layer can do for the counter app, written by hand.
 
-Every library concern is stripped out: the id is cut out of the ``Cookie`` header with no
-validation and no signatures, a session is one dict with a single expiry (no per-field
-lifetimes), there is no store interface, no session object and no write record. What is
-left is what the counter needs: the CBOR value, a fresh id when the session is absent (never
-the client's), and two checkpoints, one per store call. ``bench/http_app.py`` serves it as
-the ``minimal`` app; ``bench/session_loop.py`` times it in a loop.
+Every library concern is stripped out: the id is cut out of the ``Cookie`` header and only
+checked to decode (a malformed one means no session), with no signatures; a session is one
+dict with a single expiry (no per-field lifetimes); there is no store interface, no session
+object and no write record. What is left is what the counter needs: the CBOR value, a fresh
+id when the session is absent (never the client's), and two checkpoints, one per store call.
+``bench/http_app.py`` serves it as the ``minimal`` app; ``bench/session_loop.py`` times it in
+a loop.
 """
 
 from __future__ import annotations
@@ -23,7 +24,10 @@ async def count_visit(cookie_header: str) -> tuple[int, str]:
     """Read and bump the count of the session named in ``cookie_header``; returns the new
     count and the id to send back as the ``session`` cookie."""
     text = cookie_header.partition("session=")[2][:22]
-    key = binascii.a2b_base64(text.replace("-", "+").replace("_", "/") + "==")
+    try:
+        key = binascii.a2b_base64(text.replace("-", "+").replace("_", "/") + "==")
+    except binascii.Error:  # malformed: no session
+        key = b""
     await trio.lowlevel.checkpoint()  # the read
     entry = _sessions.get(key)
     if entry is not None and entry[0] > trio.current_time():

@@ -9,8 +9,8 @@ session unused), ``created`` (the session object made from the cookie, no store 
 ``memory-get`` (a read of a session that does not exist), ``memory-read`` (a read that finds
 the field), ``memory-write`` (the write alone), ``minimal`` (the counter on the least a Python
 session layer can do: the work of ``memory`` written by hand, without the library; see
-``bench/_minimal.py``), and
-``bare2``/``bare3`` (copies of ``bare``, to see how far identical processes differ).
+``bench/_minimal.py``), and ``bare2``/``bare3`` (copies of ``bare``, to see how far identical
+processes differ).
 Served by ``hypercorn --worker-class trio bench.http_app:app``.
 """
 
