@@ -292,7 +292,7 @@ class Session:
         finally:
             if pending is not None and self._pending is pending:
                 self._pending = None
-        moved = result.id is not write.id and result.id != write.id
+        moved = result.id != write.id  # SessionId.__eq__ returns early for the same object
         if moved:
             # The client's id was unknown (or expired meanwhile): the data went to a new id.
             self._check_not_frozen()
