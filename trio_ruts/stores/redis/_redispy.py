@@ -4,43 +4,113 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import Any, Final
 
 import trio
 from redis import exceptions as redis_errors
 
 from ..._errors import StoreError, StoreTimeout
+from ..._store import CLOSE_TIMEOUT
 from .._asyncio import bridge, open_private_loop
-from ._transport import Arg, ReplyError
+from ._transport import Arg, ReplyError, Transport
+from ._transport._errors import Table, reraise
+
+#: redis-py's exceptions, as callers see them; the first row whose type matches wins. Error
+#: replies (``ResponseError``) are not here: they are returned as ``ReplyError`` values.
+_TABLE: Final[Table] = (
+    ((redis_errors.TimeoutError, TimeoutError), StoreTimeout, "{where} did not answer: {exc}"),
+    (
+        redis_errors.MaxConnectionsError,
+        StoreError,
+        "{where}: the client's connection limit was reached; raise its max_connections or "
+        "give it a BlockingConnectionPool",
+    ),
+    (
+        (redis_errors.AuthenticationError, redis_errors.AuthorizationError),
+        StoreError,
+        "{where} refused the client's credentials: {exc}",
+    ),
+    ((redis_errors.ConnectionError, OSError), StoreError, "{where} is unreachable: {exc}"),
+    (redis_errors.InvalidResponse, StoreError, "{where} broke the RESP protocol: {exc}"),
+    (
+        (redis_errors.RedisClusterException, redis_errors.ClusterError),
+        StoreError,
+        "{where}: the cluster failed: {exc}",
+    ),
+    (redis_errors.RedisError, StoreError, "{where} failed: {exc}"),
+)
 
 
-class RedisPyTransport:
-    """Runs commands on a ``redis.asyncio.Redis`` or ``RedisCluster`` in a trio-asyncio loop
-    that this transport owns while open. Replies are raw (the client must not decode)."""
+class RedisPyFactory:
+    """Opens a :class:`RedisPyTransport` on ``client`` (see ``RedisStore.from_client``)."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, timeout: float | None) -> None:
         options = getattr(getattr(client, "connection_pool", None), "connection_kwargs", {})
         encoder = client.get_encoder() if hasattr(client, "get_encoder") else None
         if options.get("decode_responses") or getattr(encoder, "decode_responses", False):
             raise ValueError("the redis-py client must be created with decode_responses=False")
+        if timeout is not None and timeout <= 0:
+            raise ValueError(f"timeout is a number of seconds > 0 or None, not {timeout}")
         self._client = client
-        self._open = False
-        self._execute: Any = None
+        self._timeout = timeout
 
     def __str__(self) -> str:
         return f"redis via {type(self._client).__name__}"
 
-    async def open(self, stack: AsyncExitStack, nursery: trio.Nursery) -> None:
-        # The loop lives on the store's exit stack: it is left after aclose(), in order.
-        self._loop = await open_private_loop(stack)
-        self._execute = bridge(self._loop, self._client.execute_command)
+    async def open(self, stack: AsyncExitStack, nursery: trio.Nursery) -> Transport:
+        # The loop lives on the store's exit stack: it is left after the transport closes.
+        loop = await open_private_loop(stack)
+        transport = RedisPyTransport(self._client, loop, self._timeout, str(self))
+        try:
+            await transport.execute(None, ("PING",), idempotent=True)
+        except BaseException:
+            with trio.move_on_after(CLOSE_TIMEOUT, shield=True):
+                await transport.aclose()
+            raise
+        return transport
+
+
+class RedisPyTransport:
+    """Runs commands on a ``redis.asyncio.Redis`` or ``RedisCluster`` in the trio-asyncio loop
+    of its store. Replies are raw (the client must not decode). Every exception redis-py
+    raises becomes a :class:`StoreError` (see ``_TABLE``)."""
+
+    def __init__(self, client: Any, loop: Any, timeout: float | None, name: str) -> None:
+        self._client = client
+        self._loop = loop
+        self._timeout = timeout
+        self._name = name
+        self._execute = bridge(loop, client.execute_command)
         self._open = True
-        await self.execute(None, ("PING",), idempotent=True)
+
+    def __str__(self) -> str:
+        return self._name
+
+    async def execute(self, key: bytes | None, args: Sequence[Arg], *, idempotent: bool) -> Any:
+        await trio.lowlevel.checkpoint_if_cancelled()  # nothing reaches asyncio when cancelled
+        try:
+            if self._timeout is None:
+                return await self._execute(*args)
+            # A cancelled command makes redis-py drop its connection, whose state is unknown.
+            with trio.move_on_after(self._timeout):
+                return await self._execute(*args)
+        except redis_errors.NoScriptError as exc:
+            return ReplyError(f"NOSCRIPT {exc}")
+        except redis_errors.ResponseError as exc:
+            return ReplyError(str(exc))
+        except Exception as exc:
+            reraise(exc, self, _TABLE)
+        raise StoreTimeout(
+            f"{self} did not answer within {self._timeout:g} s (the store's timeout)"
+        )
 
     async def aclose(self) -> None:
         if self._open:
             self._open = False
-            await bridge(self._loop, self._close_client)()
+            try:
+                await bridge(self._loop, self._close_client)()
+            except Exception as exc:
+                reraise(exc, self, _TABLE)
 
     async def _close_client(self) -> None:
         # The client's connections belong to the loop the store is about to close: drop them
@@ -49,20 +119,3 @@ class RedisPyTransport:
         pool = getattr(self._client, "connection_pool", None)
         if pool is not None:
             await pool.disconnect()
-
-    async def execute(self, key: bytes | None, args: Sequence[Arg], *, idempotent: bool) -> Any:
-        try:
-            return await self._execute(*args)
-        except redis_errors.NoScriptError as exc:
-            return ReplyError(f"NOSCRIPT {exc}")
-        except redis_errors.ResponseError as exc:
-            return ReplyError(str(exc))
-        except redis_errors.TimeoutError as exc:
-            raise StoreTimeout(f"{self}: timed out ({exc})") from exc
-        except redis_errors.MaxConnectionsError as exc:
-            raise StoreError(
-                f"{self}: the client's connection limit was reached; raise its "
-                f"max_connections or give it a BlockingConnectionPool"
-            ) from exc
-        except (redis_errors.ConnectionError, OSError) as exc:
-            raise StoreError(f"{self} is unreachable: {exc!r}") from exc

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import binascii
 from collections.abc import Sequence
-from contextlib import AsyncExitStack
 from typing import Any, Final
 
 import trio
 
-from ..._errors import StoreError
-from ._transport import Arg, Endpoint, Pool, ReplyError, pack
+from ...._errors import StoreError
+from ._base import Arg, ReplyError, pack
+from ._endpoint import Endpoint
+from ._pool import Options, Pool
 
 SLOTS: Final = 16384
 _MAX_REDIRECTS: Final = 5
@@ -29,22 +30,22 @@ def key_slot(key: bytes) -> int:
 class Cluster:
     """A :class:`~trio_ruts.stores.redis._transport.Transport` to a Redis Cluster.
 
-    Commands go to the master owning their key's slot. ``MOVED`` updates the slot map (and
-    schedules a full refresh), ``ASK`` sends ``ASKING`` and the command once to the named node.
+    Commands go to the master owning their key's slot, each node through a :class:`Pool` of
+    its own. ``MOVED`` updates the slot map (and schedules a full refresh), ``ASK`` sends
+    ``ASKING`` and the command once to the named node. Call :meth:`refresh` once before use.
     """
 
-    def __init__(self, seeds: Sequence[Endpoint], pool_size: int, connect_timeout: float) -> None:
+    def __init__(self, seeds: Sequence[Endpoint], options: Options, nursery: trio.Nursery) -> None:
         if not seeds:
             raise ValueError("a cluster needs at least one seed node")
         self._seeds = list(seeds)
         self._template = seeds[0]
-        self._pool_size = pool_size
-        self._connect_timeout = connect_timeout
+        self._options = options
+        self._nursery = nursery
         self._pools: dict[tuple[str, int], Pool] = {}
         self._slots: list[tuple[str, int] | None] = [None] * SLOTS
         self._refresh_lock = trio.Lock()
         self._stale = False
-        self._nursery: trio.Nursery | None = None
 
     def __str__(self) -> str:
         return f"redis cluster via {self._template}"
@@ -53,16 +54,15 @@ class Cluster:
         pool = self._pools.get(address)
         if pool is None:
             endpoint = self._template.moved_to(*address)
-            pool = self._pools[address] = Pool(endpoint, self._pool_size, self._connect_timeout)
-            pool.nursery = self._nursery
+            pool = self._pools[address] = Pool(endpoint, self._options, self._nursery)
         return pool
 
-    async def open(self, stack: AsyncExitStack, nursery: trio.Nursery) -> None:
-        self._nursery = nursery
-        await self.refresh()
-
     async def refresh(self) -> None:
-        """Reload the slot map from the first seed or known node that answers."""
+        """Reload the slot map from the first seed or known node that answers.
+
+        Raises:
+            StoreError: no node answered.
+        """
         async with self._refresh_lock:
             errors: list[str] = []
             known = [(e.host, e.port) for e in self._seeds] + list(self._pools)
@@ -91,11 +91,16 @@ class Cluster:
                 slots[slot] = (host, int(master[1]))
         self._slots = slots
 
-    async def aclose(self) -> None:
+    def close(self) -> None:
         for pool in self._pools.values():
-            await pool.aclose()
+            pool.close()
+
+    async def aclose(self) -> None:
+        self.close()
+        await trio.lowlevel.checkpoint()
 
     async def execute(self, key: bytes | None, args: Sequence[Arg], *, idempotent: bool) -> Any:
+        await trio.lowlevel.checkpoint_if_cancelled()  # before a refresh, too
         if self._stale:
             await self.refresh()
         slot = key_slot(key) if key is not None else 0

@@ -1,0 +1,61 @@
+"""What the store and every transport agree on: commands, error replies, the two protocols."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AsyncExitStack
+from typing import Any, Protocol
+
+import hiredis
+import trio
+
+Arg = bytes | str | int | float
+
+
+def pack(args: Sequence[Arg]) -> bytes:
+    """Encode one command in RESP (hiredis does the work)."""
+    packed: bytes = hiredis.pack_command(tuple(args))  # type: ignore[arg-type]  # stub: 1-tuples
+    return packed
+
+
+class ReplyError(Exception):
+    """An error reply from the server (``-ERR ...``), returned as a value, never raised by a
+    transport: the caller decides what it means (e.g. ``NOSCRIPT``, ``MOVED``)."""
+
+
+class Transport(Protocol):
+    """An open way of talking to Redis: one server, a cluster, or a redis-py client.
+
+    ``str()`` names the server(s) for error messages, never with credentials.
+    """
+
+    async def execute(self, key: bytes | None, args: Sequence[Arg], *, idempotent: bool) -> Any:
+        """Send one command (routed by ``key`` in a cluster) and return its reply; an error
+        reply comes back as a :class:`ReplyError` value.
+
+        A checkpoint: under a cancelled scope nothing is sent and :class:`trio.Cancelled` is
+        raised. ``idempotent`` commands are retried once on a fresh connection if an
+        established connection turns out to be broken.
+
+        Raises:
+            StoreTimeout: no reply within the configured operation deadline.
+            StoreError: the server is unreachable or the connection broke.
+        """
+        ...
+
+    async def aclose(self) -> None:
+        """Release every connection; waiting callers fail with :class:`StoreError`."""
+        ...
+
+
+class TransportFactory(Protocol):
+    """What a store holds before it opens: it asks for its transport when it opens.
+
+    ``str()`` names the server(s), as the transport will.
+    """
+
+    async def open(self, stack: AsyncExitStack, nursery: trio.Nursery) -> Transport:
+        """Connect and return the transport. Contexts that must live as long as the store go
+        on ``stack``; background tasks (connection readers) run in the store's ``nursery``.
+        If opening fails, whatever was opened is released before the error propagates."""
+        ...

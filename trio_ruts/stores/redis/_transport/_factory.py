@@ -1,0 +1,93 @@
+"""How a store gets its transport: connecting, and finding out whether it reached a cluster."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AsyncExitStack
+from typing import Any, NoReturn
+
+import trio
+
+from ...._errors import StoreNotOpen
+from ._base import Arg, Transport
+from ._cluster import Cluster
+from ._endpoint import Endpoint
+from ._pool import Options
+from ._single import SingleNode
+
+
+class NativeFactory:
+    """Opens the store's own transport (trio streams, hiredis): to one server, to the cluster
+    a server belongs to, or to a cluster given by seed nodes.
+
+    Args:
+        seeds: the server, or the cluster's seed nodes.
+        cluster: ``True`` for a cluster's seeds; ``False`` for one server; ``None`` for one
+            server unless it turns out to be a cluster node (asked when opening), in which
+            case the whole cluster is used.
+    """
+
+    def __init__(
+        self, seeds: Sequence[Endpoint], options: Options, *, cluster: bool | None
+    ) -> None:
+        if not seeds:
+            raise ValueError("give at least one Redis URL")
+        self._seeds = list(seeds)
+        self._options = options
+        self._cluster = cluster
+
+    def __str__(self) -> str:
+        if self._cluster:
+            return f"redis cluster via {self._seeds[0]}"
+        return str(self._seeds[0])
+
+    async def open(self, stack: AsyncExitStack, nursery: trio.Nursery) -> Transport:
+        if self._cluster:
+            return await _open_cluster(self._seeds, self._options, nursery)
+        single = SingleNode(self._seeds[0], self._options, nursery)
+        try:
+            # Connect now, so that a wrong address or password fails at start-up.
+            await single.execute(None, ("PING",), idempotent=True)
+            if self._cluster is None and await _is_cluster_node(single):
+                single.close()
+                return await _open_cluster(self._seeds, self._options, nursery)
+        except BaseException:
+            single.close()
+            raise
+        return single
+
+
+async def _is_cluster_node(single: SingleNode) -> bool:
+    info = await single.execute(None, ("INFO", "cluster"), idempotent=True)
+    return isinstance(info, bytes) and b"cluster_enabled:1" in info
+
+
+async def _open_cluster(
+    seeds: Sequence[Endpoint], options: Options, nursery: trio.Nursery
+) -> Cluster:
+    cluster = Cluster(seeds, options, nursery)
+    try:
+        await cluster.refresh()
+    except BaseException:
+        cluster.close()
+        raise
+    return cluster
+
+
+class NotOpen:
+    """The transport of a store that has not opened yet: it names the server(s), and refuses
+    commands."""
+
+    def __init__(self, factory: object) -> None:
+        self._factory = factory
+
+    def __str__(self) -> str:
+        return str(self._factory)
+
+    async def execute(
+        self, key: bytes | None, args: Sequence[Arg], *, idempotent: bool
+    ) -> NoReturn:
+        raise StoreNotOpen("RedisStore is not open: use `async with store:` around its use")
+
+    async def aclose(self) -> Any:
+        await trio.lowlevel.checkpoint()
