@@ -164,9 +164,9 @@ async def main(quick: bool, server: servers.RedisServer, version: str) -> dict[s
         "redis_throughput_vs_coredis": thr["store.get"] / thr["coredis hget"],
         "redis_throughput_vs_redispy": thr["store.get"] / thr["redis-py hget (trio-asyncio)"],
     }
-    targets = {
-        "redis_get_vs_raw": ("<=", 1.25),
-        "redis_throughput_vs_raw": (">=", 0.8),
+    targets = {  # issue 14's: no slower than the raw round trip, pipelining pays under load
+        "redis_get_vs_raw": ("<=", 1.0),
+        "redis_throughput_vs_raw": (">=", 1.5),
         "redis_throughput_vs_coredis": (">=", 4.0),
         "redis_throughput_vs_redispy": (">=", 8.0),
     }
