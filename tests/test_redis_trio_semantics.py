@@ -194,6 +194,27 @@ async def test_a_frozen_server_raises_store_timeout_then_recovers(via: str) -> N
                 assert store._transport.pool.opened == 3  # type: ignore[attr-defined]
 
 
+async def test_a_command_cut_short_by_a_cancellation_drops_its_connection() -> None:
+    """A command larger than the socket buffers, cancelled while half written (the server is
+    stopped, so it cannot drain them): the connection's state is unknown, so it is dropped,
+    and the next call runs on a fresh connection."""
+    with servers.redis_server(servers.system_redis_binary()) as server:
+        async with RedisStore.from_url(server.url, prefix="cut:", timeout=None) as store:
+            sid = SessionId.generate()
+            await store.write(Write(None, sid, "v", b"small", False, None, 600))
+            pool = store._transport.pool  # type: ignore[attr-defined]
+            first = pool._current
+            with _frozen(server), trio.move_on_after(0.5) as scope:
+                huge = ("SET", "cut:huge", b"x" * (64 << 20))
+                await store._transport.execute(None, huge, idempotent=False)
+            assert scope.cancelled_caught
+            assert not first.usable
+            with trio.fail_after(10):
+                assert await store.get(sid, "v") == b"small"
+            assert pool._current is not first
+            assert pool.opened == 2
+
+
 async def test_the_operation_timeout_can_be_disabled() -> None:
     """``timeout=None``: only the caller's own deadline limits a call."""
     with servers.redis_server(servers.system_redis_binary()) as server:
