@@ -144,6 +144,14 @@ KITS: list[StoreKit] = [
         ),
         marks=(pytest.mark.redis, pytest.mark.postgres),
     ),
+    StoreKit(  # the hot layer's scripts without HEXPIRE
+        "layered-redis7.0-postgres",
+        lambda request: LayeredStore(
+            RedisStore.from_url(request.getfixturevalue("redis70").url, prefix=_prefix()),
+            _postgres_store(request),
+        ),
+        marks=(pytest.mark.redis, pytest.mark.postgres),
+    ),
 ]
 
 

@@ -6,6 +6,10 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from .._cache import CacheEntry as CacheEntry
+from .._cache import CacheRead as CacheRead
+from .._cache import HotLayer as HotLayer
+from .._cache import Marker as Marker
 from .._store import FieldRecord as FieldRecord
 from .._store import Placement as Placement
 from .._store import Removal as Removal
@@ -31,10 +35,14 @@ _LAZY: dict[str, str] = {
 }
 
 __all__ = [
+    "CacheEntry",
+    "CacheRead",
     "ColdOnly",
     "FieldRecord",
+    "HotLayer",
     "HotOnly",
     "LayeredStore",
+    "Marker",
     "MemoryStore",
     "Placement",
     "PostgresStore",

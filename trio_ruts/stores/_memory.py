@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Sequence
 
 import trio
 
+from .._cache import CacheEntry, CacheRead, HotLayer, Marker
 from .._errors import SessionIdCollision
 from .._ids import SessionId
 from .._store import FieldRecord, Removal, SessionRecord, SessionStore, Write, WriteResult
@@ -34,6 +37,26 @@ class _Session:
         self.soonest = _NEVER
 
 
+class _CacheState:
+    """The hot-layer protocol state of one session (see :mod:`trio_ruts._cache`)."""
+
+    __slots__ = ("count", "deadline", "epoch", "markers")
+
+    def __init__(self) -> None:
+        self.count = 0  # changes in flight, until the deadline
+        self.deadline = -_NEVER
+        self.epoch = 0
+        self.markers: dict[str, tuple[Marker, float]] = {}  # field -> (marker, expires)
+
+    def in_flight(self, now: float) -> int:
+        return self.count if self.deadline > now else 0
+
+
+#: A lapsed protocol state is forgotten this long after its deadline (a fill that started
+#: before could otherwise take an absent state's epoch, 0, for its own).
+_STATE_GRACE = 60.0
+
+
 def _expiry(now: float, ttl: int) -> float:
     return _NEVER if ttl == -1 else now + ttl
 
@@ -55,7 +78,7 @@ def _purge_fields(entry: _Session, now: float) -> None:
     entry.soonest = soonest
 
 
-class MemoryStore(SessionStore):
+class MemoryStore(SessionStore, HotLayer):
     """Sessions in this process's memory, for development, tests and single-process apps.
 
     Lifetimes follow :func:`trio.current_time`, so tests can drive them with a mock clock.
@@ -71,6 +94,8 @@ class MemoryStore(SessionStore):
             raise ValueError("sweep_interval must be a positive number of seconds")
         self._sweep_interval = sweep_interval
         self._sessions: dict[bytes, _Session] = {}
+        self._cache: dict[bytes, _CacheState] = {}  # hot-layer protocol state
+        self._epochs = itertools.count(1)  # epochs are unique across sessions
 
     def __len__(self) -> int:
         """How many sessions are held, expired ones not yet purged included."""
@@ -99,6 +124,10 @@ class MemoryStore(SessionStore):
             now = trio.current_time()
             for key in keys[start : start + _SWEEP_BATCH]:
                 self._live(key, now)
+        now = trio.current_time()
+        for key, state in list(self._cache.items()):
+            if state.deadline + _STATE_GRACE <= now and key not in self._sessions:
+                del self._cache[key]
         return max(0, before - len(self._sessions))
 
     # -- synchronous core ------------------------------------------------------------------------
@@ -227,3 +256,129 @@ class MemoryStore(SessionStore):
         del self._sessions[old.bytes]
         self._sessions[new.bytes] = entry
         return _remaining(now, entry.expires)
+
+    # -- the hot-layer protocol (see trio_ruts._cache) ---------------------------------------
+
+    def _state(self, key: bytes) -> _CacheState:
+        state = self._cache.get(key)
+        if state is None:
+            state = self._cache[key] = _CacheState()
+        return state
+
+    def _drop(self, key: bytes, field: str | None) -> None:
+        """Delete cached entries: one field's, or the whole session's."""
+        state = self._cache.get(key)
+        if field is None:
+            self._sessions.pop(key, None)
+            if state is not None:
+                state.markers.clear()
+            return
+        entry = self._sessions.get(key)
+        if entry is not None and entry.fields.pop(field, None) is not None and not entry.fields:
+            del self._sessions[key]
+        if state is not None:
+            state.markers.pop(field, None)
+
+    def _install(self, key: bytes, item: CacheEntry, now: float) -> None:
+        expires = now + item.ttl
+        if isinstance(item.value, Marker):
+            self._drop(key, item.field)
+            self._state(key).markers[item.field] = (item.value, expires)
+            return
+        entry = self._live(key, now)
+        if entry is None:
+            entry = self._sessions[key] = _Session(now)
+        entry.fields[item.field] = _Field(item.value, expires, None)
+        entry.soonest = min(entry.soonest, expires)
+        entry.expires = max(entry.expires, expires)
+        state = self._cache.get(key)
+        if state is not None:
+            state.markers.pop(item.field, None)
+
+    async def cache_read(self, id: SessionId, field: str) -> CacheRead:
+        self._check_open()
+        await trio.lowlevel.checkpoint()
+        now = trio.current_time()
+        key = id.bytes
+        state = self._cache.get(key)
+        epoch = 0 if state is None else state.epoch
+        entry = self._live(key, now)
+        found = None if entry is None else entry.fields.get(field)
+        if found is not None:
+            return CacheRead(found.value, epoch)
+        if state is not None:
+            marker = state.markers.get(field)
+            if marker is not None and marker[1] > now:
+                return CacheRead(marker[0], epoch)
+        return CacheRead(None, epoch)
+
+    async def cache_mark(self, id: SessionId, field: str | None, hold: float) -> int:
+        self._check_open()
+        await trio.lowlevel.checkpoint()
+        now = trio.current_time()
+        self._drop(id.bytes, field)
+        state = self._state(id.bytes)
+        state.count = state.in_flight(now) + 1
+        state.deadline = max(state.deadline, now + hold)
+        state.epoch = next(self._epochs)
+        return state.epoch
+
+    async def cache_settle(
+        self,
+        id: SessionId,
+        field: str | None,
+        epoch: int | None,
+        entry: CacheEntry | None,
+        *,
+        known: bool,
+        hold: float,
+    ) -> bool:
+        self._check_open()
+        await trio.lowlevel.checkpoint()
+        now = trio.current_time()
+        key = id.bytes
+        state = self._state(key)
+        count = state.in_flight(now)
+        install = entry is not None and epoch == state.epoch and count == 1
+        if known:
+            if epoch is not None:  # this change's mark was counted: take it off
+                state.count = max(0, count - 1)
+        else:  # the outcome is unknown: hold the session as if a change were still in flight
+            state.count = count + 1
+            state.deadline = max(state.deadline, now + hold)
+        self._drop(key, field)
+        if install:
+            assert entry is not None
+            self._install(key, entry, now)
+        state.epoch = next(self._epochs)
+        return install
+
+    async def cache_fill(
+        self, id: SessionId, lease: int, entries: Sequence[CacheEntry], ttl: int
+    ) -> bool:
+        self._check_open()
+        await trio.lowlevel.checkpoint()
+        now = trio.current_time()
+        key = id.bytes
+        state = self._cache.get(key)
+        if state is not None and (state.epoch != lease or state.in_flight(now)):
+            return False
+        if state is None and lease != 0:
+            return False
+        for item in entries:
+            self._install(key, item, now)
+        return True
+
+    async def cache_put(
+        self, id: SessionId, entry: CacheEntry, *, only_if_absent: bool, create: bool
+    ) -> bool | None:
+        self._check_open()
+        await trio.lowlevel.checkpoint()
+        now = trio.current_time()
+        found = self._live(id.bytes, now)
+        if found is None and not create:
+            return None
+        if only_if_absent and found is not None and entry.field in found.fields:
+            return False
+        self._install(id.bytes, entry, now)
+        return True

@@ -1,26 +1,32 @@
 """LayeredStore: a hot cache store over a durable cold store.
 
-The cold store is the source of truth; the hot store holds a subset of it, never data the
-cold one lacks. Writes go to both layers at once in one nursery and the cold write decides
-the result. Reads try hot, then read the whole session from cold and warm hot with it.
+The cold store is the source of truth; the hot store is a cache of it, never a second truth.
+Writes run their cold half and a *mark* in hot concurrently, in one nursery; after the cold
+commit one small hot step *settles* the change. Reads try hot, and on a miss read the whole
+session from cold and *fill* hot with it under a lease. The hot store itself refuses stale
+settles and fills inside its own atomic steps (see :mod:`trio_ruts._cache` for the protocol
+and docs/layered.md for why it keeps the coherence rules), so the rules hold across any number
+of LayeredStores (app servers) over the same two layers.
 
-When the hot layer fails or is slow, the session it was about to change is marked *dirty*:
-reads of a dirty session skip hot, and a task in the store's nursery deletes its hot copy as
-soon as the hot layer answers again. After a hot failure, hot is skipped altogether for
+When the hot layer fails or is slow, every call goes on without it: the sessions it could not
+settle are marked *dirty*: reads of a dirty session skip hot, and a task in the store's
+nursery drops its hot copy as soon as the hot layer answers again (work in proportion to the
+sessions touched, not to the writes made). After a hot failure, hot is skipped altogether for
 ``hot_retry`` seconds, so a dead cache costs no more than one ``hot_timeout`` per interval.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field, replace
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from functools import partial
-from typing import Any, Final, TypeVar
+from typing import Any, TypeVar
 
 import trio
 
-from .._errors import SessionError, StoreTimeout
+from .._cache import CacheEntry, HotLayer, Marker
+from .._errors import SessionError, SessionIdCollision, StoreTimeout
 from .._ids import SessionId
 from .._store import (
     DEFAULT_HOT_TTL_CAP,
@@ -33,38 +39,30 @@ from .._store import (
 )
 
 T = TypeVar("T")
-_MEMO_LIMIT: Final = 50_000
+_log = logging.getLogger("trio_ruts.layered")
 
 
-@dataclass
+@dataclass(slots=True)
 class _Hot:
-    """What happened to the hot half of an operation."""
+    """A hot operation that answered, and what it returned."""
 
-    ok: bool = False
-    value: Any = None
-
-
-@dataclass
-class _Memo:
-    """What a recent cold read taught us about a session, so misses stay cheap."""
-
-    until: float
-    absent: bool = False  # the cold store had no such session
-    missing: set[str] = field(default_factory=set)  # fields the cold store lacked
-    cold_only: set[str] = field(default_factory=set)  # fields never to be read from hot
+    value: Any
 
 
 class LayeredStore(SessionStore):
     """A hot store (e.g. Redis) layered over a cold, durable one (e.g. Postgres).
 
     Args:
-        hot: the cache layer.
-        cold: the durable layer, source of truth.
+        hot: the cache layer: a store with the :class:`~trio_ruts.stores.HotLayer`
+            capability (``MemoryStore``, ``RedisStore``).
+        cold: the durable layer, source of truth: any store.
         hot_timeout: seconds a hot operation may take before the call goes on without it.
         cold_timeout: seconds a cold operation may take (``StoreTimeout``); ``None``: no limit.
         max_hot_ttl: hot lifetime of fields and sessions that never expire in cold.
-        miss_ttl: seconds to remember that a field or session is absent from cold.
         hot_retry: seconds to skip the hot layer after it failed or timed out.
+        write_hold: seconds a change whose cold outcome is unknown (a cancelled or failed
+            cold call, a writer that died) keeps the session's hot copy from being refilled:
+            longer than a cold write can take to land.
 
     Entering the store opens whichever layers are not open yet and, on exit, closes only
     those it opened.
@@ -78,29 +76,34 @@ class LayeredStore(SessionStore):
         hot_timeout: float = 0.25,
         cold_timeout: float | None = None,
         max_hot_ttl: int = DEFAULT_HOT_TTL_CAP,
-        miss_ttl: float = 2.0,
         hot_retry: float = 1.0,
+        write_hold: float = 30.0,
     ) -> None:
         if hot is cold:
             raise ValueError("the hot and cold layers must be different stores")
+        if not isinstance(hot, HotLayer):
+            raise TypeError(
+                f"{type(hot).__name__} cannot be a hot layer: it lacks the HotLayer capability "
+                f"(use MemoryStore or RedisStore)"
+            )
         if not hot_timeout > 0 or (cold_timeout is not None and not cold_timeout > 0):
             raise ValueError("hot_timeout and cold_timeout must be positive seconds")
         if type(max_hot_ttl) is not int or max_hot_ttl <= 0:
             raise ValueError("max_hot_ttl must be a positive number of seconds")
+        if not write_hold > 0:
+            raise ValueError("write_hold must be positive seconds")
         self.hot, self.cold = hot, cold
+        self._cache: HotLayer = hot
         self._hot_timeout = hot_timeout
         self._cold_timeout = cold_timeout
         self._max_hot_ttl = max_hot_ttl
-        self._miss_ttl = miss_ttl
         self._hot_retry = hot_retry
-        self._hot_skip_until = -math.inf
-        self._dirty: set[bytes] = set()
+        self._hold = write_hold
+        self._hot_skip_until = -float("inf")
+        # Sessions whose hot copies must be dropped, and whether to hold them (a change whose
+        # cold outcome is unknown may still land).
+        self._dirty: dict[bytes, bool] = {}
         self._dirty_event = trio.Event()
-        self._memos: dict[bytes, _Memo] = {}
-        # Changes made through this store per session (and an epoch for when the table is
-        # reset): warming is skipped if the session changed while its cold read was running.
-        self._changes: dict[bytes, int] = {}
-        self._epoch = 0
 
     def __repr__(self) -> str:
         return f"LayeredStore(hot={self.hot!r}, cold={self.cold!r})"
@@ -114,41 +117,42 @@ class LayeredStore(SessionStore):
         nursery.start_soon(self._invalidator)
 
     async def _invalidator(self) -> None:
-        """Delete the hot copies of dirty sessions once the hot layer answers again."""
+        """Drop the hot copies of dirty sessions once the hot layer answers again."""
         while True:
             await self._dirty_event.wait()
             self._dirty_event = trio.Event()
             while self._dirty:
                 await trio.sleep_until(max(self._hot_skip_until, trio.current_time()))
-                key = next(iter(self._dirty))
-                if await self._hot(self.hot.delete, SessionId(key)) is not None:
-                    self._dirty.discard(key)
+                key, hold = next(iter(self._dirty.items()))
+                dropped = await self._hot(self._drop, SessionId(key), hold)
+                if dropped is not None and self._dirty.get(key) == hold:
+                    del self._dirty[key]
 
-    # -- the hot half ----------------------------------------------------------------------------
+    # -- the two halves --------------------------------------------------------------------------
 
     def _hot_usable(self, id: SessionId | None = None) -> bool:
         if trio.current_time() < self._hot_skip_until:
             return False
         return id is None or id.bytes not in self._dirty
 
-    def _mark_dirty(self, ids: Iterable[SessionId | None]) -> None:
-        for sid in ids:
-            if sid is not None:
-                self._dirty.add(sid.bytes)
+    def _mark_dirty(self, id: SessionId, *, hold: bool = False) -> None:
+        self._dirty[id.bytes] = hold or self._dirty.get(id.bytes, False)
         self._dirty_event.set()
 
-    async def _hot(self, fn: Callable[..., Awaitable[T]], *args: Any) -> _Hot | None:
-        """Run a hot operation within ``hot_timeout``; ``None`` if it failed or timed out
-        (and then skip hot for ``hot_retry`` seconds)."""
-        outcome = _Hot()
+    async def _hot(self, fn: Callable[..., Awaitable[T]], *args: Any, **kw: Any) -> _Hot | None:
+        """Run a hot operation within ``hot_timeout``; ``None`` if it failed, whatever it
+        raised, or timed out (and then skip hot for ``hot_retry`` seconds)."""
         with trio.move_on_after(self._hot_timeout):
             try:
-                outcome.value = await fn(*args)
-                outcome.ok = True
+                return _Hot(await fn(*args, **kw))
             except SessionError:
                 pass
-        if outcome.ok:
-            return outcome
+            except Exception as exc:  # a hot failure never fails the call (coherence rule 4)
+                _log.warning(
+                    "the hot layer raised %s; going on without it",
+                    type(exc).__name__,
+                    exc_info=True,
+                )
         self._hot_skip_until = trio.current_time() + self._hot_retry
         return None
 
@@ -163,156 +167,132 @@ class LayeredStore(SessionStore):
                 f"the cold layer did not answer within {self._cold_timeout} s"
             ) from None
 
-    async def _both(
+    async def _drop(self, id: SessionId, hold: bool) -> bool:
+        """Delete every cached entry of a session; ``hold`` it for ``write_hold`` when what
+        made it dirty was a change whose cold outcome is unknown."""
+        return await self._cache.cache_settle(id, None, None, None, known=not hold, hold=self._hold)
+
+    async def _settle(
         self,
+        id: SessionId,
+        field: str | None,
+        epoch: int | None,
+        entry: CacheEntry | None,
+        *,
+        known: bool = True,
+    ) -> None:
+        """End a change in hot within ``hot_timeout``; a session whose hot copy could not be
+        settled becomes dirty."""
+        if not self._hot_usable():
+            self._mark_dirty(id, hold=not known)
+            return
+        settle = partial(
+            self._cache.cache_settle,
+            id,
+            field,
+            epoch,
+            entry,
+            known=known,
+            hold=self._hold,
+        )
+        if await self._hot(settle) is None:
+            self._mark_dirty(id, hold=not known)
+
+    async def _change(
+        self,
+        id: SessionId | None,
+        field: str | None,
         cold_op: Callable[[], Awaitable[T]],
-        hot_op: Callable[[], Awaitable[Any]] | None,
-        touched: tuple[SessionId | None, ...],
-    ) -> tuple[T, _Hot | None]:
-        """Run the cold and hot halves concurrently; the cold half decides.
+        settle: Callable[[T, int | None], Awaitable[None]],
+    ) -> T:
+        """Run ``cold_op`` with the hot mark of ``id`` (``field``, or the whole session when
+        ``None``) beside it, concurrently, then end the change in hot: ``settle(result,
+        epoch)`` once cold committed (``epoch``: the mark's, or ``None`` when there was none
+        or it failed), or delete what the change affects if cold failed.
 
-        If the cold half fails (or the call is cancelled), the hot half is cancelled and the
-        hot copies of ``touched`` are deleted, so hot never keeps what cold lacks. If the hot
-        half fails or times out, or there is none (hot is being skipped), the call still
-        succeeds and ``touched`` become dirty.
+        The hot ending runs shielded (each hot step within ``hot_timeout``): a cancellation
+        that lands after the cold commit still leaves hot coherent.
         """
-        self._forget(touched)
-        box: list[_Hot | None] = [None]
+        marked: list[int | None] = [None]
 
-        async def hot_half() -> None:
-            assert hot_op is not None
-            box[0] = await self._hot(hot_op)
+        async def hot_half(sid: SessionId) -> None:
+            got = await self._hot(self._cache.cache_mark, sid, field, self._hold)
+            if got is not None:
+                marked[0] = got.value
 
         failure: Exception | None = None
-        done = False
+        known = False  # the cold outcome is known: committed, or refused without a change
         try:
             async with trio.open_nursery() as nursery:
-                if hot_op is not None:
-                    nursery.start_soon(hot_half)
+                if id is not None and self._hot_usable():
+                    nursery.start_soon(hot_half, id)
                 try:
                     result = await self._cold(cold_op)
-                    done = True
+                    known = True
+                except SessionIdCollision as exc:
+                    failure, known = exc, True
                 except Exception as exc:
                     failure = exc
-                    nursery.cancel_scope.cancel()
         finally:
-            if not done and hot_op is not None:
-                with trio.move_on_after(self._hot_timeout, shield=True):
-                    await self._invalidate(touched)
+            with trio.CancelScope(shield=True):
+                if known and failure is None:
+                    await settle(result, marked[0])
+                elif id is not None:
+                    await self._settle(id, field, marked[0], None, known=known)
         if failure is not None:
             raise failure
-        if box[0] is None:
-            self._mark_dirty(touched)
-        return result, box[0]
-
-    async def _invalidate(self, ids: Iterable[SessionId | None]) -> None:
-        """Delete hot copies now; whatever cannot be deleted becomes dirty."""
-        for sid in ids:
-            if sid is not None and await self._hot(self.hot.delete, sid) is None:
-                self._mark_dirty([sid])
-
-    # -- memos of cold reads -----------------------------------------------------------------
-
-    def _memo(self, id: SessionId) -> _Memo | None:
-        memo = self._memos.get(id.bytes)
-        if memo is not None and memo.until < trio.current_time():
-            del self._memos[id.bytes]
-            return None
-        return memo
-
-    def _remember(self, id: SessionId, memo: _Memo) -> None:
-        if len(self._memos) >= _MEMO_LIMIT:
-            self._memos.clear()
-        self._memos[id.bytes] = memo
-
-    def _forget(self, ids: Iterable[SessionId | None]) -> None:
-        """A session is about to change: drop what we remembered of it."""
-        if len(self._changes) >= _MEMO_LIMIT:
-            self._changes.clear()
-            self._epoch += 1
-        for sid in ids:
-            if sid is not None:
-                self._memos.pop(sid.bytes, None)
-                self._changes[sid.bytes] = self._changes.get(sid.bytes, 0) + 1
-
-    def _version(self, id: SessionId) -> tuple[int, int]:
-        return self._epoch, self._changes.get(id.bytes, 0)
+        return result
 
     # -- lifetimes in hot ----------------------------------------------------------------------
 
-    def _hot_ttl(self, remaining: int | None, cap: int | None) -> int | None:
-        """A hot lifetime: never persistent, never beyond ``cap`` or the cold remaining."""
+    def _hot_ttl(self, remaining: int, cap: int | None) -> int:
+        """A hot lifetime: never persistent, never beyond ``cap``, and shorter than the cold
+        remaining (which stores round up to whole seconds, so one is taken off); ``0`` when
+        too short to cache."""
         if remaining == -1:
-            remaining = self._max_hot_ttl
+            return self._max_hot_ttl if cap is None or cap <= 0 else min(cap, self._max_hot_ttl)
+        remaining -= 1
         if cap is not None and cap > 0:
-            remaining = cap if remaining is None else min(remaining, cap)
-        return remaining
+            remaining = min(remaining, cap)
+        return max(0, remaining)
 
-    def _hot_write(self, w: Write) -> Write:
-        """The hot half of a write: same ids and semantics (an id the hot layer does not hold
-        is not adopted there either), with hot lifetimes. A rename becomes a write at exactly
-        the new id, which the cold write always ends at (the caller drops the old hot copy)."""
-        bounded = replace(
-            w,
-            field_ttl=self._hot_ttl(w.field_ttl, w.hot_ttl),
-            key_ttl=self._max_hot_ttl if w.key_ttl == -1 else w.key_ttl,
-        )
-        if w.rename and w.id is not None:
-            return replace(bounded, id=w.fresh_id, rename=False)
-        return bounded
-
-    async def _warm(self, id: SessionId, record: SessionRecord) -> None:
-        """Copy a cold session's hot-eligible fields to hot (never over newer hot values)."""
-        key_ttl = self._max_hot_ttl if record.ttl == -1 else record.ttl
-
-        async def one(name: str, value: bytes, ttl: int | None, policy: int | None) -> None:
-            remaining = record.ttl if ttl is None else ttl
-            write = Write(
-                id=id,
-                fresh_id=id,
-                field=name,
-                value=value,
-                only_if_absent=True,
-                field_ttl=self._hot_ttl(remaining, policy),
-                key_ttl=key_ttl,
-                hot_ttl=policy,
-            )
-            if await self._hot(self.hot.write, write) is None:
-                self._mark_dirty([id])
-
-        async with trio.open_nursery() as nursery:
-            for name, f in record.fields.items():
-                if f.hot_ttl != 0:
-                    nursery.start_soon(one, name, f.value, f.ttl, f.hot_ttl)
+    def _snapshot(self, record: SessionRecord, asked: str) -> list[CacheEntry]:
+        """The entries a fill installs for a cold session (the asked field marked absent
+        when cold lacks it); fields about to expire are left out."""
+        session_ttl = self._hot_ttl(record.ttl, None)
+        entries: list[CacheEntry] = []
+        for name, f in record.fields.items():
+            ttl = self._hot_ttl(record.ttl if f.ttl is None else f.ttl, f.hot_ttl)
+            if ttl > 0:
+                entries.append(CacheEntry(name, Marker.COLD if f.hot_ttl == 0 else f.value, ttl))
+        if asked not in record.fields and session_ttl > 0:
+            entries.append(CacheEntry(asked, Marker.MISSING, session_ttl))
+        return entries
 
     # -- reads -------------------------------------------------------------------------------
 
     async def get(self, id: SessionId, field: str) -> bytes | None:
         self._check_open()
-        memo = self._memo(id)
-        if self._hot_usable(id) and (memo is None or field not in memo.cold_only):
-            hit = await self._hot(self.hot.get, id, field)
-            if hit is not None and hit.value is not None:
-                return hit.value  # type: ignore[no-any-return]
-        if memo is not None:
-            if memo.absent or field in memo.missing:
-                await trio.lowlevel.checkpoint()
-                return None
-            if field in memo.cold_only:
-                return await self._cold(self.cold.get, id, field)
-        # A field that belongs in hot is not there: read the session and (re)warm hot.
-        before = self._version(id)
+        if not self._hot_usable(id):
+            return await self._cold(self.cold.get, id, field)
+        hot = await self._hot(self._cache.cache_read, id, field)
+        if hot is None:
+            return await self._cold(self.cold.get, id, field)
+        read = hot.value
+        if isinstance(read.value, bytes):
+            return read.value
+        if read.value is Marker.MISSING:
+            return None
+        if read.value is Marker.COLD:
+            return await self._cold(self.cold.get, id, field)
+        # A miss: read the whole session and fill hot with it, under the lease of the miss.
         record = await self._cold(self.cold.get_all, id)
         if record is None:
-            self._remember(id, _Memo(trio.current_time() + self._miss_ttl, absent=True))
             return None
-        cold_only = {n for n, f in record.fields.items() if f.hot_ttl == 0}
-        memo = _Memo(trio.current_time() + self._miss_ttl, cold_only=cold_only)
-        if field not in record.fields:
-            memo.missing.add(field)
-        self._remember(id, memo)
-        if self._hot_usable(id) and self._version(id) == before:
-            await self._warm(id, record)
+        entries = self._snapshot(record, field)
+        if entries:
+            ttl = max(e.ttl for e in entries)
+            await self._hot(self._cache.cache_fill, id, read.epoch, entries, ttl)
         found = record.fields.get(field)
         return None if found is None else found.value
 
@@ -324,73 +304,87 @@ class LayeredStore(SessionStore):
 
     async def write(self, write: Write) -> WriteResult:
         self._check_open()
-        touched = (write.id, write.fresh_id)
         if write.placement is Placement.HOT:
-            # Hot only, with the hot layer's view of the session (see the docs).
-            self._forget(touched)
-            return await self.hot.write(self._hot_write(write))
-        hot_op: Callable[[], Awaitable[Any]] | None
+            return await self._write_hot(write)
+        field = None if write.rename else write.field
+
+        async def settle(result: WriteResult, epoch: int | None) -> None:
+            entry = self._entry(write, result)
+            if write.id is not None:
+                # In place, the change settles; otherwise the hot copy under write.id is not
+                # what cold holds (an unknown id, or a session that moved) and is dropped.
+                in_place = result.id == write.id
+                await self._settle(write.id, field, epoch, entry if in_place else None)
+            elif entry is not None and self._hot_usable():
+                # A new session: its fresh id has no hot state, so lease 0 is its first fill.
+                await self._hot(self._cache.cache_fill, result.id, 0, [entry], entry.ttl)
+
+        return await self._change(write.id, field, partial(self.cold.write, write), settle)
+
+    def _entry(self, write: Write, result: WriteResult) -> CacheEntry | None:
+        """What hot caches of a committed write, if anything."""
+        if not result.written:
+            return None
         if write.placement is Placement.COLD:
-            # Cold only: drop the hot copy of the field (of the session, when renaming).
-            if write.rename or write.id is None:
-                hot_op = partial(self._invalidate, touched)
-            else:
-                hot_op = partial(self.hot.remove, write.id, write.field)
-            result, _ = await self._both(partial(self.cold.write, write), hot_op, touched)
-            return result
-        hot_op = None
-        if self._hot_usable():
-            hot_write = self._hot_write(write)
+            entry = CacheEntry(write.field, Marker.COLD, self._hot_ttl(result.ttl, None))
+        else:
+            remaining = result.ttl if write.field_ttl is None else write.field_ttl
+            entry = CacheEntry(write.field, write.value, self._hot_ttl(remaining, write.hot_ttl))
+        return entry if entry.ttl > 0 else None
 
-            async def hot_half() -> WriteResult:
-                if write.rename and write.id is not None:
-                    await self.hot.delete(write.id)
-                return await self.hot.write(hot_write)
-
-            hot_op = hot_half
-        result, hot = await self._both(partial(self.cold.write, write), hot_op, touched)
-        if hot is not None:
-            await self._reconcile(write, result, hot.value)
-        return result
-
-    async def _reconcile(self, write: Write, cold: WriteResult, hot: WriteResult) -> None:
-        """Undo what the hot half did that the cold half did not."""
-        if cold.id != hot.id:
-            # The layers disagreed on whether the session existed (hot not warmed yet, or
-            # stale): the hot copy under hot.id is not what cold holds.
-            await self._invalidate([hot.id])
-        elif (
-            hot.written
-            and not cold.written
-            and await self._hot(self.hot.remove, hot.id, write.field) is None
-        ):
-            # Insert-if-absent: cold kept its value and hot took the new one, which could
-            # not be removed now: the invalidator will.
-            self._mark_dirty([hot.id])
+    async def _write_hot(self, write: Write) -> WriteResult:
+        """``HotOnly``: the hot layer only, at the session's current id (never a fork)."""
+        remaining = write.key_ttl if write.field_ttl is None else write.field_ttl
+        ttl = max(1, self._hot_ttl(remaining, write.hot_ttl))
+        entry = CacheEntry(write.field, write.value, ttl)
+        put = partial(self._cache.cache_put, entry=entry, only_if_absent=write.only_if_absent)
+        current = write.id
+        if current is not None and write.rename:
+            ttl = await self.rename(current, write.fresh_id)
+            current = None if ttl is None else write.fresh_id
+        if current is not None:
+            done = await self._hot(put, current, create=False)
+            if done is not None and done.value is None:
+                # Not cached: the session exists if cold says so (an unknown id is never
+                # adopted, in hot either).
+                if await self._cold(self.cold.get_all, current) is not None:
+                    done = await self._hot(put, current, create=True)
+                else:
+                    current = None
+            if current is not None:
+                written = done is not None and bool(done.value)
+                return WriteResult(written, current, write.key_ttl)
+        done = await self._hot(put, write.fresh_id, create=True)
+        return WriteResult(done is not None and bool(done.value), write.fresh_id, write.key_ttl)
 
     async def remove(self, id: SessionId, field: str) -> Removal:
         self._check_open()
-        hot_op = partial(self.hot.remove, id, field) if self._hot_usable() else None
-        result, _ = await self._both(partial(self.cold.remove, id, field), hot_op, (id,))
-        if hot_op is not None and result.ttl is None:
-            await self._invalidate([id])  # the session ended in cold: end it in hot too
-        return result
+
+        async def settle(result: Removal, epoch: int | None) -> None:
+            if result.ttl is None:  # the session ended (or was absent)
+                await self._settle(id, None, epoch, None)
+            else:
+                ttl = self._hot_ttl(result.ttl, None)
+                gone = CacheEntry(field, Marker.MISSING, ttl) if ttl > 0 else None
+                await self._settle(id, field, epoch, gone)
+
+        return await self._change(id, field, partial(self.cold.remove, id, field), settle)
+
+    async def _session_change(self, id: SessionId, cold_op: Callable[[], Awaitable[T]]) -> T:
+        async def settle(result: T, epoch: int | None) -> None:
+            await self._settle(id, None, epoch, None)
+
+        return await self._change(id, None, cold_op, settle)
 
     async def delete(self, id: SessionId) -> bool:
         self._check_open()
-        hot_op = partial(self.hot.delete, id) if self._hot_usable() else None
-        result, _ = await self._both(partial(self.cold.delete, id), hot_op, (id,))
-        return result
+        return await self._session_change(id, partial(self.cold.delete, id))
 
     async def expire(self, id: SessionId, seconds: int) -> bool:
         self._check_open()
-        hot_seconds = self._max_hot_ttl if seconds == -1 else seconds
-        hot_op = partial(self.hot.expire, id, hot_seconds) if self._hot_usable() else None
-        result, _ = await self._both(partial(self.cold.expire, id, seconds), hot_op, (id,))
-        return result
+        # The hot copy is dropped and refilled with the new lifetimes on the next read.
+        return await self._session_change(id, partial(self.cold.expire, id, seconds))
 
     async def rename(self, old: SessionId, new: SessionId) -> int | None:
         self._check_open()
-        hot_op = partial(self.hot.rename, old, new) if self._hot_usable() else None
-        result, _ = await self._both(partial(self.cold.rename, old, new), hot_op, (old, new))
-        return result
+        return await self._session_change(old, partial(self.cold.rename, old, new))

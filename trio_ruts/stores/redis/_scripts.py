@@ -10,6 +10,12 @@ characters), a hash may hold meta fields whose names start with a NUL byte:
 With ``HEXPIRE`` (``ARGV[1] == "1"``) a field's meta fields expire with it. Without it the
 scripts drop expired fields themselves (``live()``), so each session stays one key either way.
 A session exists while it has a live user field.
+
+A store serving as a LayeredStore's hot layer also keeps the cache protocol's state (see
+:mod:`trio_ruts._cache`) in the same hash: ``"\\0c"`` (changes in flight), ``"\\0d"`` (the
+server time in ms when that count lapses), ``"\\0v"`` (the epoch), and ``"\\0x:<field>"``
+markers (``x``: absent from cold; ``o``: never cached). Its cached values always carry a
+lifetime of their own, so the key's lifetime only bounds the protocol state.
 """
 
 from __future__ import annotations
@@ -62,7 +68,8 @@ local function live(key)
     users = users - #dead / 3
   end
   if users <= 0 then
-    redis.call('DEL', key)
+    -- A hot-layer key keeps its protocol state (its epoch) while it has no fields.
+    if redis.call('HEXISTS', key, '\0v') == 0 then redis.call('DEL', key) end
     return 0
   end
   return users
@@ -211,6 +218,123 @@ redis.call('RENAME', KEYS[1], KEYS[2])
 return redis.call('TTL', KEYS[2])
 """
 
+# -- the hot-layer protocol (trio_ruts._cache) ------------------------------------------------
+
+_CACHE_PRELUDE = r"""
+local function keep(key, ms)
+  local t = redis.call('PTTL', key)
+  if t == -1 or (t >= 0 and t < ms) then redis.call('PEXPIRE', key, ms) end
+end
+
+-- Changes in flight (0 once their deadline passed), the deadline and the epoch.
+local function state(key, now)
+  local s = redis.call('HMGET', key, '\0c', '\0d', '\0v')
+  local deadline = tonumber(s[2]) or 0
+  local count = tonumber(s[1]) or 0
+  if deadline <= now then count = 0 end
+  return count, deadline, tonumber(s[3]) or 0
+end
+
+-- Delete the cached entries of one field, or of the whole session when f is ''.
+local function drop(key, f)
+  if f ~= '' then
+    redis.call('HDEL', key, f, '\0e:' .. f, '\0h:' .. f, '\0x:' .. f)
+    return
+  end
+  local gone = {}
+  for _, name in ipairs(redis.call('HKEYS', key)) do
+    if name ~= '\0c' and name ~= '\0d' and name ~= '\0v' then
+      gone[#gone + 1] = name
+      if #gone == 1000 then
+        redis.call('HDEL', key, unpack(gone))
+        gone = {}
+      end
+    end
+  end
+  if #gone > 0 then redis.call('HDEL', key, unpack(gone)) end
+end
+
+-- Install one entry: kind 'v' (a value living ttl seconds), 'x' or 'o' (a marker).
+local function put(key, f, kind, value, ttl, now)
+  if kind == 'v' then
+    redis.call('HDEL', key, '\0x:' .. f, '\0h:' .. f)
+    if native then
+      redis.call('HSET', key, f, value)
+      redis.call('HDEL', key, '\0e:' .. f)
+      redis.call('HEXPIRE', key, ttl, 'FIELDS', 1, f)
+    else
+      redis.call('HSET', key, f, value, '\0e:' .. f, now + ttl * 1000)
+    end
+  else
+    redis.call('HDEL', key, f, '\0e:' .. f, '\0h:' .. f)
+    redis.call('HSET', key, '\0x:' .. f, kind)
+  end
+  keep(key, ttl * 1000)
+end
+"""
+
+_CACHE_READ = r"""
+local f = ARGV[2]
+local v = redis.call('HMGET', KEYS[1], f, '\0e:' .. f, '\0x:' .. f, '\0v')
+if v[1] and v[2] then
+  local at = tonumber(v[2])
+  if at ~= -1 and at <= now_ms() then v[1] = false end
+end
+return {v[1], v[3], v[4]}
+"""
+
+_CACHE_MARK = r"""
+local key, f, hold = KEYS[1], ARGV[2], tonumber(ARGV[3])
+local now = now_ms()
+local count, deadline = state(key, now)
+drop(key, f)
+redis.call('HSET', key, '\0c', count + 1, '\0d', math.max(deadline, now + hold))
+local epoch = redis.call('HINCRBY', key, '\0v', 1)
+keep(key, hold)
+return epoch
+"""
+
+_CACHE_SETTLE = r"""
+local key, f, mine = KEYS[1], ARGV[2], tonumber(ARGV[3])
+local known, kind = ARGV[4] == '1', ARGV[5]
+local now = now_ms()
+local count, deadline, epoch = state(key, now)
+local install = kind ~= '' and mine == epoch and count == 1
+local hold = tonumber(ARGV[8])
+if known then
+  -- This change's mark was counted (its epoch is known): take it off.
+  if mine and count > 0 then redis.call('HSET', key, '\0c', count - 1) end
+else
+  -- The outcome is unknown: hold the session as if a change were still in flight.
+  redis.call('HSET', key, '\0c', count + 1, '\0d', math.max(deadline, now + hold))
+end
+drop(key, f)
+if install then put(key, f, kind, ARGV[6], tonumber(ARGV[7]), now) end
+redis.call('HINCRBY', key, '\0v', 1)
+keep(key, hold)
+return install and 1 or 0
+"""
+
+_CACHE_FILL = r"""
+local key, lease = KEYS[1], tonumber(ARGV[2])
+local now = now_ms()
+local count, _, epoch = state(key, now)
+if epoch ~= lease or count > 0 then return 0 end
+for i = 4, #ARGV, 4 do
+  put(key, ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]), now)
+end
+keep(key, tonumber(ARGV[3]) * 1000)
+return 1
+"""
+
+_CACHE_PUT = r"""
+local key, f = KEYS[1], ARGV[2]
+if ARGV[6] ~= '1' and live(key) == 0 then return -1 end
+if ARGV[5] == '1' and live(key) > 0 and redis.call('HEXISTS', key, f) == 1 then return 0 end
+put(key, f, 'v', ARGV[3], tonumber(ARGV[4]), now_ms())
+return 1
+"""
+
 DETECT_HEXPIRE = "return redis.call('COMMAND', 'INFO', 'HEXPIRE')[1] and 1 or 0"
 
 
@@ -235,3 +359,8 @@ REMOVE = _script("remove", _REMOVE)
 DELETE = _script("delete", _DELETE)
 EXPIRE = _script("expire", _EXPIRE)
 RENAME = _script("rename", _RENAME)
+CACHE_READ = _script("cache_read", _CACHE_PRELUDE + _CACHE_READ)
+CACHE_MARK = _script("cache_mark", _CACHE_PRELUDE + _CACHE_MARK)
+CACHE_SETTLE = _script("cache_settle", _CACHE_PRELUDE + _CACHE_SETTLE)
+CACHE_FILL = _script("cache_fill", _CACHE_PRELUDE + _CACHE_FILL)
+CACHE_PUT = _script("cache_put", _CACHE_PRELUDE + _CACHE_PUT)
