@@ -15,7 +15,15 @@ import pytest
 import trio
 
 from tests import servers
-from trio_ruts import CborSerializer, CookieOptions, Session, SessionId, StoreError, StoreTimeout
+from trio_ruts import (
+    CborSerializer,
+    CookieOptions,
+    SerializationError,
+    Session,
+    SessionId,
+    StoreError,
+    StoreTimeout,
+)
 from trio_ruts.stores import RedisStore, Write
 from trio_ruts.stores.redis._transport import Endpoint, key_slot, parse_url
 
@@ -560,3 +568,75 @@ async def test_reads_retry_once_on_a_dead_pooled_connection(
                         assert await call() == 1  # retried transparently
         await Session(store, s.id, cookie=COOKIE).update("b", 2)  # a fresh connection works
         assert await Session(store, s.id).get("b") == 2
+
+
+# -- corrupt data and large sessions (the scripts) -----------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["script", "native"])
+async def test_corrupt_expiry_metadata_spoils_only_its_field(
+    mode: str, redis70: servers.RedisServer, redis74: servers.RedisServer
+) -> None:
+    server = redis70 if mode == "script" else redis74
+    async with RedisStore.from_url(server.url, prefix=f"bad{mode}:") as store:
+        s = Session(store, cookie=COOKIE)
+        await s.update("spoiled", 1, ttl=300)
+        await s.update("fine", 2)
+        await s.update("forever", 3, ttl=-1)
+        assert s.id is not None
+        key = store.key(s.id)
+
+        async def spoil(meta: bytes) -> None:  # redis-cli cannot pass NUL bytes
+            await store._transport.execute(key, ("HSET", key, meta, b"garbage"), idempotent=False)
+
+        for meta in (b"\0e:spoiled", b"\0e:forever", b"\0h:fine"):
+            await spoil(meta)
+        reader = Session(store, s.id, cookie=COOKIE)
+        assert await reader.get("fine") == 2
+        everything = await reader.get_all()
+        assert everything is not None
+        assert everything["fine"] == 2
+        if mode == "script":  # the scripts read the expiry; HEXPIRE servers do not need it
+            with pytest.raises(SerializationError, match="spoiled") as info:
+                await reader.get("spoiled")
+            assert info.value.field == "spoiled"
+            with pytest.raises(SerializationError, match="spoiled"):
+                everything["spoiled"]
+        assert await reader.update("fine", 4)  # writes still work
+        assert await reader.update("spoiled", 5, ttl=300)  # and overwriting mends the field
+        assert await Session(store, s.id).get("spoiled") == 5
+        await spoil(b"\0e:spoiled")
+        assert await reader.remove("fine") is True
+        assert await reader.delete() is True  # delete always works
+        assert server.cli("EXISTS", key.decode()).strip() == "0"
+
+
+def _calls(server: servers.RedisServer, command: str) -> int:
+    for line in server.cli("INFO", "commandstats").splitlines():
+        if line.startswith(f"cmdstat_{command}:"):
+            return int(line.split("calls=")[1].split(",")[0])
+    return 0
+
+
+async def test_a_write_does_not_scan_a_large_session(redis70: servers.RedisServer) -> None:
+    """Without HEXPIRE the scripts expire fields themselves; they scan a session's fields only
+    when one of them may have expired, so a write's cost does not grow with the field count."""
+    async with RedisStore.from_url(redis70.url, prefix="big:") as store:
+        s = Session(store, cookie=COOKIE)
+        await s.update("short", 0, ttl=1)  # one field with a lifetime of its own
+        for i in range(2000):
+            await s.update(f"f{i}", i)
+        before = _calls(redis70, "hgetall")
+        for i in range(100):
+            await s.update(f"f{i}", -i)
+        assert _calls(redis70, "hgetall") - before == 0
+        await trio.sleep(1.2)  # the short field's lifetime ends: the next write scans once
+        for i in range(10):
+            await s.update("n", i)
+        assert _calls(redis70, "hgetall") - before == 1
+        fresh = Session(store, s.id)
+        assert await fresh.get("short") is None
+        assert await fresh.get("f1999") == 1999
+        everything = await fresh.get_all()
+        assert everything is not None
+        assert len(everything) == 2001  # short expired; f0..f1999 and n

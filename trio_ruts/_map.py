@@ -9,8 +9,24 @@ from ._errors import SerializationError
 from ._serializers import Serializer
 
 
+class CorruptValue(bytes):
+    """What a store returns for a field whose stored data it cannot make sense of (corrupt
+    metadata, say): decoding it raises :class:`SerializationError` for that field alone."""
+
+    def __new__(cls, reason: str) -> CorruptValue:
+        value = super().__new__(cls)
+        value.reason = reason
+        return value
+
+    reason: str
+
+
 def decode(serializer: Serializer, field: str, data: bytes) -> Any:
     """Decode a stored value, naming the field if the bytes are not valid."""
+    if isinstance(data, CorruptValue):
+        raise SerializationError(
+            f"field {field!r}: {data.reason}; overwrite or remove the field", field=field
+        )
     try:
         return serializer.loads(data)
     except Exception as exc:

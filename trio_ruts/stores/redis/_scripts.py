@@ -31,9 +31,23 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- Number of live user fields of a session; drops expired fields (and the key if none remain)
--- on servers that cannot expire fields themselves. Counting, not EXISTS: with HEXPIRE a hash
--- whose fields all expired may exist until the server's expiry cycle reclaims it.
+-- Far beyond any server time in ms: '\0s' when no field has a lifetime of its own.
+local NEVER = 9e15
+
+-- Set a field's own expiry (ms of TIME) on servers without HEXPIRE, keeping '\0s' (the
+-- soonest field expiry of the session) no later than it.
+local function expire_at(key, f, at)
+  redis.call('HSET', key, '\0e:' .. f, at)
+  local soon = tonumber(redis.call('HGET', key, '\0s'))
+  if soon and at < soon then redis.call('HSET', key, '\0s', at) end
+end
+
+-- Whether a session has a live user field (non-zero: yes). Without HEXPIRE it first drops
+-- expired fields (and the key if none remain), scanning the hash only when a field lifetime
+-- may have ended ('\0s'), so a write costs the same whatever the session's field count. An
+-- expiry that is not a number (corrupt data) keeps its field: reads report that field as
+-- unreadable, and the session stays usable. Counting, not EXISTS, with HEXPIRE: a hash whose
+-- fields all expired may exist until the server's expiry cycle reclaims it.
 local function live(key)
   if native then
     -- Only names are needed: count the fields that are not meta fields.
@@ -43,36 +57,42 @@ local function live(key)
     end
     return users
   end
+  local now = now_ms()
+  local soon = tonumber(redis.call('HGET', key, '\0s'))
+  if soon and soon > now then return redis.call('EXISTS', key) end
   local all = redis.call('HGETALL', key)
   if #all == 0 then return 0 end
-  local now = now_ms()
-  local users, dead = 0, {}
+  local users, dead, soonest = {}, {}, NEVER
+  for i = 1, #all, 2 do
+    if string.byte(all[i], 1) ~= 0 then users[all[i]] = true end
+  end
   for i = 1, #all, 2 do
     local name = all[i]
-    if string.byte(name, 1) == 0 then
-      if string.sub(name, 2, 3) == 'e:' then
-        local at = tonumber(all[i + 1])
-        if at ~= -1 and at <= now then
+    if string.sub(name, 1, 3) == '\0e:' then
+      local at = tonumber(all[i + 1])
+      if at and at ~= -1 then
+        if at <= now then
           local f = string.sub(name, 4)
+          users[f] = nil
           dead[#dead + 1] = f
           dead[#dead + 1] = name
           dead[#dead + 1] = '\0h:' .. f
+        elseif at < soonest then
+          soonest = at
         end
       end
-    else
-      users = users + 1
     end
   end
-  if #dead > 0 then
-    redis.call('HDEL', key, unpack(dead))
-    users = users - #dead / 3
+  for i = 1, #dead, 999 do
+    redis.call('HDEL', key, unpack(dead, i, math.min(i + 998, #dead)))
   end
-  if users <= 0 then
+  if next(users) == nil then
     -- A hot-layer key keeps its protocol state (its epoch) while it has no fields.
     if redis.call('HEXISTS', key, '\0v') == 0 then redis.call('DEL', key) end
     return 0
   end
-  return users
+  redis.call('HSET', key, '\0s', soonest)
+  return 1
 end
 """
 
@@ -107,16 +127,15 @@ if not (nx and redis.call('HEXISTS', key, f) == 1) then
   if fttl == -1 then
     set[#set + 1] = e
     set[#set + 1] = '-1'
-  elseif fttl > 0 and not native then
-    set[#set + 1] = e
-    set[#set + 1] = now_ms() + fttl * 1000
-  else
+  elseif not (fttl > 0 and not native) then
     drop[#drop + 1] = e
   end
   redis.call('HSET', key, unpack(set))
   if #drop > 0 then redis.call('HDEL', key, unpack(drop)) end
   if native and fttl > 0 then
     redis.call('HEXPIRE', key, fttl, 'FIELDS', #fields, unpack(fields))
+  elseif fttl > 0 then
+    expire_at(key, f, now_ms() + fttl * 1000)
   end
   -- The session lives at least max(current, default, field ttl); -1 anywhere persists it.
   if kttl == -1 or fttl == -1 then
@@ -139,6 +158,7 @@ local v = redis.call('HMGET', KEYS[1], ARGV[2], '\0e:' .. ARGV[2])
 if not v[1] then return false end
 if v[2] then
   local at = tonumber(v[2])
+  if not at then return redis.error_reply('CORRUPT the stored expiry is not a number') end
   if at ~= -1 and at <= now_ms() then return false end
 end
 return v[1]
@@ -157,6 +177,7 @@ for i = 1, #all, 2 do
     values[#values + 1] = all[i + 1]
   end
 end
+if #users == 0 then return false end
 local native_ttls = {}
 if native then native_ttls = redis.call('HTTL', key, 'FIELDS', #users, unpack(users)) end
 local now = native and 0 or now_ms()
@@ -168,7 +189,8 @@ for i, f in ipairs(users) do
   elseif native then
     if native_ttls[i] > 0 then ttl = tostring(native_ttls[i]) end
   elseif e then
-    ttl = tostring(math.max(1, math.ceil((tonumber(e) - now) / 1000)))
+    local at = tonumber(e)
+    ttl = at and tostring(math.max(1, math.ceil((at - now) / 1000))) or 'corrupt'
   end
   out[#out + 1] = f
   out[#out + 1] = values[i]
@@ -183,7 +205,12 @@ local key, f = KEYS[1], ARGV[2]
 if live(key) == 0 then return {0, -2} end
 local existed = redis.call('HEXISTS', key, f)
 redis.call('HDEL', key, f, '\0e:' .. f, '\0h:' .. f)
-if live(key) == 0 then
+-- Was it the last field? (live() trusts the key's existence until a field lifetime ends.)
+local left = false
+for _, name in ipairs(redis.call('HKEYS', key)) do
+  if string.byte(name, 1) ~= 0 then left = true break end
+end
+if not left or live(key) == 0 then
   redis.call('DEL', key)
   return {existed, -2}
 end
@@ -263,7 +290,8 @@ local function put(key, f, kind, value, ttl, now)
       redis.call('HDEL', key, '\0e:' .. f)
       redis.call('HEXPIRE', key, ttl, 'FIELDS', 1, f)
     else
-      redis.call('HSET', key, f, value, '\0e:' .. f, now + ttl * 1000)
+      redis.call('HSET', key, f, value)
+      expire_at(key, f, now + ttl * 1000)
     end
   else
     redis.call('HDEL', key, f, '\0e:' .. f, '\0h:' .. f)
@@ -278,7 +306,7 @@ local f = ARGV[2]
 local v = redis.call('HMGET', KEYS[1], f, '\0e:' .. f, '\0x:' .. f, '\0v')
 if v[1] and v[2] then
   local at = tonumber(v[2])
-  if at ~= -1 and at <= now_ms() then v[1] = false end
+  if not at or (at ~= -1 and at <= now_ms()) then v[1] = false end
 end
 return {v[1], v[3], v[4]}
 """
@@ -329,8 +357,13 @@ return 1
 
 _CACHE_PUT = r"""
 local key, f = KEYS[1], ARGV[2]
-if ARGV[6] ~= '1' and live(key) == 0 then return -1 end
-if ARGV[5] == '1' and live(key) > 0 and redis.call('HEXISTS', key, f) == 1 then return 0 end
+-- Whether hot holds the session: a cached value (protocol state alone does not count).
+local held = false
+for _, name in ipairs(redis.call('HKEYS', key)) do
+  if string.byte(name, 1) ~= 0 then held = true break end
+end
+if ARGV[6] ~= '1' and not held then return -1 end
+if ARGV[5] == '1' and redis.call('HEXISTS', key, f) == 1 then return 0 end
 put(key, f, 'v', ARGV[3], tonumber(ARGV[4]), now_ms())
 return 1
 """

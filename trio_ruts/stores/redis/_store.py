@@ -8,17 +8,27 @@ from typing import Any, Literal
 
 import trio
 
-from ..._errors import SessionIdCollision, StoreError
+from ..._cache import CacheEntry, CacheRead, HotLayer, Marker
+from ..._errors import SerializationError, SessionIdCollision, StoreError
 from ..._ids import TAG_BYTES, TAG_CHARS, SessionId
+from ..._map import CorruptValue
 from ..._store import FieldRecord, Removal, SessionRecord, SessionStore, Write, WriteResult
 from . import _scripts as scripts
-from ._cluster import Cluster
-from ._transport import Arg, ReplyError, SingleNode, Transport, parse_url
+from ._transport import (
+    Arg,
+    NativeFactory,
+    NotOpen,
+    Options,
+    ReplyError,
+    Transport,
+    TransportFactory,
+    parse_url,
+)
 
 FieldExpiry = Literal["auto", "native", "script"]
 
 
-class RedisStore(SessionStore):
+class RedisStore(SessionStore, HotLayer):
     """Sessions in Redis (or Valkey): one hash per session, keyed ``prefix{tag}rest``.
 
     Use :meth:`from_url`, :meth:`cluster` or :meth:`from_client` rather than the constructor.
@@ -31,19 +41,19 @@ class RedisStore(SessionStore):
 
     def __init__(
         self,
-        transport: Transport,
+        transport: TransportFactory,
         *,
         prefix: str | bytes = "session:",
         per_field_expiry: FieldExpiry = "auto",
-        detect_cluster: bool = False,
     ) -> None:
         if per_field_expiry not in ("auto", "native", "script"):
             raise ValueError("per_field_expiry is 'auto', 'native' or 'script'")
-        self._transport = transport
+        self._factory = transport
+        # Asked for when the store opens; until then it names the server and refuses commands.
+        self._transport: Transport = NotOpen(transport)
         self._prefix = prefix.encode() if isinstance(prefix, str) else bytes(prefix)
         self._field_expiry: FieldExpiry = per_field_expiry
         self._native = b"0"
-        self._detect_cluster = detect_cluster
 
     # -- construction --------------------------------------------------------------------------
 
@@ -55,6 +65,7 @@ class RedisStore(SessionStore):
         prefix: str | bytes = "session:",
         pool_size: int = 50,
         connect_timeout: float = 5.0,
+        timeout: float | None = 5.0,
         ssl_context: ssl.SSLContext | None = None,
         per_field_expiry: FieldExpiry = "auto",
     ) -> RedisStore:
@@ -65,15 +76,19 @@ class RedisStore(SessionStore):
         Args:
             pool_size: most connections open to one server at once. Tasks share one
                 connection per server (their commands are pipelined); another opens only
-                while one that saw a cancellation drains.
+                while one that failed is still closing.
             connect_timeout: seconds before a connection attempt raises ``StoreTimeout``.
+            timeout: seconds a command may wait for its reply; past it the call raises
+                ``StoreTimeout`` and its connection is dropped. ``None``: no limit but the
+                caller's own deadlines.
         """
         endpoint = parse_url(url, ssl_context)
+        options = Options(pool_size, connect_timeout, timeout)
+        detect = None if endpoint.unix_path is None else False  # no cluster over unix sockets
         return cls(
-            SingleNode(endpoint, pool_size, connect_timeout),
+            NativeFactory([endpoint], options, cluster=detect),
             prefix=prefix,
             per_field_expiry=per_field_expiry,
-            detect_cluster=endpoint.unix_path is None,
         )
 
     @classmethod
@@ -84,13 +99,15 @@ class RedisStore(SessionStore):
         prefix: str | bytes = "session:",
         pool_size: int = 50,
         connect_timeout: float = 5.0,
+        timeout: float | None = 5.0,
         ssl_context: ssl.SSLContext | None = None,
         per_field_expiry: FieldExpiry = "auto",
     ) -> RedisStore:
-        """A store on a Redis Cluster, given one or more seed node URLs."""
+        """A store on a Redis Cluster, given one or more seed node URLs; the options are
+        :meth:`from_url`'s, per node."""
         seeds = [parse_url(u, ssl_context) for u in urls]
         return cls(
-            Cluster(seeds, pool_size, connect_timeout),
+            NativeFactory(seeds, Options(pool_size, connect_timeout, timeout), cluster=True),
             prefix=prefix,
             per_field_expiry=per_field_expiry,
         )
@@ -101,21 +118,27 @@ class RedisStore(SessionStore):
         client: Any,
         *,
         prefix: str | bytes = "session:",
+        timeout: float | None = 5.0,
         per_field_expiry: FieldExpiry = "auto",
     ) -> RedisStore:
         """A store on an existing redis-py ``redis.asyncio.Redis`` or ``RedisCluster`` client
         (``decode_responses=False``), driven through trio-asyncio. The store runs the asyncio
-        loop inside its nursery; the client's connections belong to that loop."""
-        from ._redispy import RedisPyTransport
+        loop inside its nursery; the client's connections belong to that loop. Whatever
+        redis-py raises reaches callers as ``StoreError``.
 
-        return cls(RedisPyTransport(client), prefix=prefix, per_field_expiry=per_field_expiry)
+        Args:
+            timeout: seconds a command may take; past it the call raises ``StoreTimeout``
+                (redis-py drops the connection). ``None``: no limit but the caller's own.
+        """
+        from ._redispy import RedisPyFactory
+
+        factory = RedisPyFactory(client, timeout)
+        return cls(factory, prefix=prefix, per_field_expiry=per_field_expiry)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def _open(self, nursery: trio.Nursery) -> None:
-        await self._transport.open(self._exit_stack, nursery)
-        if self._detect_cluster and isinstance(self._transport, SingleNode):
-            await self._maybe_switch_to_cluster(self._transport, nursery)
+        self._transport = await self._factory.open(self._exit_stack, nursery)
         if self._field_expiry == "auto":
             found = await self._transport.execute(
                 None, ("EVAL", scripts.DETECT_HEXPIRE, 0), idempotent=True
@@ -124,15 +147,6 @@ class RedisStore(SessionStore):
             self._native = b"1" if found == 1 else b"0"
         else:
             self._native = b"1" if self._field_expiry == "native" else b"0"
-
-    async def _maybe_switch_to_cluster(self, single: SingleNode, nursery: trio.Nursery) -> None:
-        info = await single.execute(None, ("INFO", "cluster"), idempotent=True)
-        if isinstance(info, bytes) and b"cluster_enabled:1" in info:
-            pool = single.pool
-            cluster = Cluster([pool.endpoint], pool.size, pool.connect_timeout)
-            await single.aclose()
-            await cluster.open(self._exit_stack, nursery)
-            self._transport = cluster
 
     async def _close(self) -> None:
         await self._transport.aclose()
@@ -153,17 +167,28 @@ class RedisStore(SessionStore):
         text = str(id).encode("ascii")
         return self._prefix + b"{" + text[:TAG_CHARS] + b"}" + text[TAG_CHARS:]
 
-    def _raise_for(self, reply: Any, what: str) -> None:
+    def _raise_for(self, reply: Any, what: str, field: str | None = None) -> None:
         if isinstance(reply, ReplyError):
             message = str(reply)
             if message.startswith("COLLISION"):
                 raise SessionIdCollision(
                     "the new session id is already in use; nothing was changed"
                 )
+            if message.startswith("CORRUPT") and field is not None:
+                raise SerializationError(
+                    f"field {field!r}: its stored expiry is corrupt; overwrite or remove the "
+                    f"field",
+                    field=field,
+                )
             raise StoreError(f"{self._transport} refused to {what}: {message}")
 
     async def _run(
-        self, script: scripts.Script, keys: Sequence[bytes], args: Sequence[Arg], idempotent: bool
+        self,
+        script: scripts.Script,
+        keys: Sequence[bytes],
+        args: Sequence[Arg],
+        idempotent: bool,
+        field: str | None = None,
     ) -> Any:
         self._check_open()
         tail = (len(keys), *keys, self._native, *args)
@@ -175,7 +200,7 @@ class RedisStore(SessionStore):
             reply = await self._transport.execute(
                 keys[0], ("EVAL", script.source, *tail), idempotent=idempotent
             )
-        self._raise_for(reply, script.name)
+        self._raise_for(reply, script.name, field)
         return reply
 
     # -- operations ----------------------------------------------------------------------------
@@ -187,7 +212,7 @@ class RedisStore(SessionStore):
             reply = await self._transport.execute(key, ("HGET", key, field), idempotent=True)
             self._raise_for(reply, "get")
         else:
-            reply = await self._run(scripts.GET, (self.key(id),), (field,), True)
+            reply = await self._run(scripts.GET, (self.key(id),), (field,), True, field)
         return reply  # type: ignore[no-any-return]
 
     async def get_all(self, id: SessionId) -> SessionRecord | None:
@@ -196,10 +221,12 @@ class RedisStore(SessionStore):
             return None
         fields: dict[str, FieldRecord] = {}
         for i in range(1, len(reply), 4):
-            ttl, hot = reply[i + 2], reply[i + 3]
-            fields[reply[i].decode()] = FieldRecord(
-                reply[i + 1], int(ttl) if ttl else None, int(hot) if hot else None
-            )
+            name, value, ttl, hot = reply[i].decode(), reply[i + 1], reply[i + 2], reply[i + 3]
+            if ttl == b"corrupt":  # the field alone is unreadable; the session stays usable
+                fields[name] = FieldRecord(CorruptValue("its stored expiry is corrupt"))
+                continue
+            policy = int(hot) if hot.lstrip(b"-").isdigit() else None
+            fields[name] = FieldRecord(value, int(ttl) if ttl else None, policy)
         return SessionRecord(int(reply[0]), fields)
 
     @staticmethod
@@ -243,3 +270,79 @@ class RedisStore(SessionStore):
         self._same_slot(old, new)
         ttl = await self._run(scripts.RENAME, (self.key(old), self.key(new)), (), False)
         return None if ttl == -3 else int(ttl)
+
+    # -- the hot-layer protocol (see trio_ruts._cache) ---------------------------------------
+
+    async def cache_read(self, id: SessionId, field: str) -> CacheRead:
+        key = self.key(id)
+        if self._native == b"1":
+            # Fields expire by themselves: a plain HMGET, no script.
+            self._check_open()
+            args = ("HMGET", key, field, b"\0x:" + field.encode(), b"\0v")
+            reply = await self._transport.execute(key, args, idempotent=True)
+            self._raise_for(reply, "read the cache")
+        else:
+            reply = await self._run(scripts.CACHE_READ, (key,), (field,), True)
+        value, marker, epoch = reply
+        if value is None and marker is not None:
+            value = Marker(marker.decode())
+        return CacheRead(value, int(epoch or 0))
+
+    async def cache_mark(self, id: SessionId, field: str | None, hold: float) -> int:
+        args = ("" if field is None else field, _ms(hold))
+        return int(await self._run(scripts.CACHE_MARK, (self.key(id),), args, False))
+
+    async def cache_settle(
+        self,
+        id: SessionId,
+        field: str | None,
+        epoch: int | None,
+        entry: CacheEntry | None,
+        *,
+        known: bool,
+        hold: float,
+    ) -> bool:
+        args: tuple[Arg, ...] = (
+            "" if field is None else field,
+            b"" if epoch is None else epoch,
+            b"1" if known else b"0",
+            *_entry_args(entry),
+            _ms(hold),
+        )
+        return bool(await self._run(scripts.CACHE_SETTLE, (self.key(id),), args, False))
+
+    async def cache_fill(
+        self, id: SessionId, lease: int, entries: Sequence[CacheEntry], ttl: int
+    ) -> bool:
+        args: list[Arg] = [lease, ttl]
+        for entry in entries:
+            args.append(entry.field)
+            args.extend(_entry_args(entry))
+        return bool(await self._run(scripts.CACHE_FILL, (self.key(id),), args, False))
+
+    async def cache_put(
+        self, id: SessionId, entry: CacheEntry, *, only_if_absent: bool, create: bool
+    ) -> bool | None:
+        assert isinstance(entry.value, bytes)
+        args = (
+            entry.field,
+            entry.value,
+            entry.ttl,
+            b"1" if only_if_absent else b"0",
+            b"1" if create else b"0",
+        )
+        done = await self._run(scripts.CACHE_PUT, (self.key(id),), args, False)
+        return None if done == -1 else bool(done)
+
+
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
+
+
+def _entry_args(entry: CacheEntry | None) -> tuple[Arg, Arg, Arg]:
+    """kind, value, ttl of an entry for the cache scripts (kind ``""``: no entry)."""
+    if entry is None:
+        return b"", b"", 0
+    if isinstance(entry.value, Marker):
+        return entry.value.value, b"", entry.ttl
+    return b"v", entry.value, entry.ttl
