@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
 from trio_ruts import (
+    CborSerializer,
     CookieChange,
     CookieOptions,
+    JsonSerializer,
     MemoryStore,
+    SerializationError,
+    Serializer,
     Session,
     SessionId,
     SessionStateError,
 )
+from trio_ruts._serializers import MAX_DEPTH
+from trio_ruts.stores import Write
 
 SIGNED = CookieOptions(signing_keys=[b"x" * 32])
 
@@ -97,3 +104,79 @@ async def test_repr_hides_id(store: MemoryStore) -> None:
 def test_id_must_be_a_session_id() -> None:
     with pytest.raises(TypeError, match=r"SessionId\.parse"):
         Session(MemoryStore(), "A" * 22)  # type: ignore[arg-type]
+
+
+# -- values that could not be read back are refused at write time --------------------------------
+
+
+def nested(depth: int, kind: str) -> Any:
+    value: Any = "leaf"
+    for _ in range(depth):
+        value = [value] if kind == "list" else {"k": value}
+    return value
+
+
+@pytest.mark.parametrize("serializer", [CborSerializer(), JsonSerializer()], ids=repr)
+@pytest.mark.parametrize("kind", ["list", "dict"])
+@pytest.mark.parametrize("depth", [300, 500, 100_000])
+async def test_too_deep_values_are_refused_and_nothing_is_stored(
+    store: MemoryStore, serializer: Serializer, kind: str, depth: int
+) -> None:
+    value = nested(depth, kind)
+    fresh = Session(store, serializer=serializer)
+    with pytest.raises(SerializationError, match=r"'deep'.*levels deep") as caught:
+        await fresh.update("deep", value)
+    assert caught.value.field == "deep"
+    assert fresh.id is None
+    assert len(store) == 0
+
+    s = Session(store, serializer=serializer)
+    await s.update("deep", "before")
+    sid = s.id
+    for write in (s.update, s.insert):
+        with pytest.raises(SerializationError, match="'deep'"):
+            await write("deep", value)
+    s.prepare_regenerate()
+    with pytest.raises(SerializationError, match="'deep'"):
+        await s.update("deep", value)
+    assert s.id == sid  # the pending rename was dropped with the write
+    assert await Session(store, sid, serializer=serializer).get("deep") == "before"
+    assert len(store) == 1
+
+
+@pytest.mark.parametrize("serializer", [CborSerializer(), JsonSerializer()], ids=repr)
+async def test_the_deepest_value_allowed_round_trips(
+    store: MemoryStore, serializer: Serializer
+) -> None:
+    s = Session(store, serializer=serializer)
+    for kind in ("list", "dict"):
+        value = nested(MAX_DEPTH, kind)
+        assert await s.update(kind, value)
+        assert await Session(store, s.id, serializer=serializer).get(kind) == value
+
+
+@pytest.mark.parametrize(
+    ("serializer", "data"),
+    [
+        (CborSerializer(), b"\x81" * 100_000 + b"\x00"),  # cbor2 stops at 400 levels
+        (JsonSerializer(), b"[" * 100_000 + b"]" * 100_000),  # RecursionError in json
+    ],
+    ids=repr,
+)
+async def test_stored_values_too_deep_to_decode_raise_serialization_error(
+    store: MemoryStore, serializer: Serializer, data: bytes
+) -> None:
+    s = Session(store, serializer=serializer)
+    await s.update("ok", 1)
+    assert s.id is not None
+    await store.write(
+        Write(s.id, s.id, "deep", data, only_if_absent=False, field_ttl=None, key_ttl=60)
+    )
+    with pytest.raises(SerializationError, match="'deep'") as caught:
+        await s.get("deep")
+    assert caught.value.field == "deep"
+    everything = await s.get_all()
+    assert everything is not None
+    assert everything["ok"] == 1
+    with pytest.raises(SerializationError, match="'deep'"):
+        everything["deep"]

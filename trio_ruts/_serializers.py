@@ -4,9 +4,19 @@ from __future__ import annotations
 
 import io
 import json
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Iterable, Mapping, Sequence, Set
+from itertools import chain
+from typing import Any, Final, Protocol, runtime_checkable
 
 import cbor2
+
+#: How deeply containers (lists, tuples, dicts, sets, CBOR tags) may nest in one value.
+#: Both serializers refuse deeper values when encoding, so that every value written can be
+#: read back: cbor2's decoder stops at 400 levels, and deep recursion can crash encoders.
+MAX_DEPTH: Final = 256
+
+# Types that contain nothing to descend into; checked first because most values are these.
+_SCALARS: Final = frozenset({str, int, float, bool, type(None), bytes})
 
 
 @runtime_checkable
@@ -19,12 +29,68 @@ class Serializer(Protocol):
     def loads(self, data: bytes) -> Any: ...
 
 
+def check_depth(obj: Any, limit: int = MAX_DEPTH) -> None:
+    """Refuse a value whose containers nest more than ``limit`` deep.
+
+    Iterative, level by level, so it copes with any depth (and with a value that contains
+    itself, which looks infinitely deep), in time proportional to the value's size.
+
+    Raises:
+        ValueError: the value nests too deeply.
+    """
+    if type(obj) in _SCALARS:
+        return
+    depth = 0
+    current: list[Any] = [obj]
+    later: list[Any] = []  # the contents of sets, two levels down (CBOR tags each set)
+    while current or later:
+        depth += 1
+        following, later = later, []
+        for value in current:
+            kind = type(value)
+            if kind is list or kind is tuple:
+                items: Iterable[Any] = value
+            elif kind is dict:
+                items = chain(value, value.values())
+            elif isinstance(value, str | bytes | bytearray | memoryview):
+                continue
+            elif isinstance(value, Mapping):
+                items = chain(value.keys(), value.values())
+            elif isinstance(value, Set):
+                if depth + 1 > limit:
+                    raise _too_deep(limit)
+                later += [item for item in value if type(item) not in _SCALARS]
+                continue
+            elif isinstance(value, Sequence):
+                items = value
+            elif isinstance(value, cbor2.CBORTag):
+                items = (value.value,)
+            else:
+                continue  # a leaf: datetime, UUID, Decimal, ...
+            if depth > limit:
+                raise _too_deep(limit)
+            following += [item for item in items if type(item) not in _SCALARS]
+        current = following
+
+
+def _too_deep(limit: int) -> ValueError:
+    return ValueError(
+        f"containers nest more than {limit} levels deep (or the value contains itself); "
+        f"flatten the value or store its parts in separate fields"
+    )
+
+
 class CborSerializer:
-    """CBOR via :mod:`cbor2` (the default): compact, binary-safe, keeps bytes and datetimes."""
+    """CBOR via :mod:`cbor2` (the default): compact, binary-safe, keeps bytes and datetimes.
+
+    Values nested more than :data:`MAX_DEPTH` containers deep are refused with
+    ``ValueError`` before encoding.
+    """
 
     __slots__ = ()
 
     def dumps(self, obj: Any) -> bytes:
+        check_depth(obj)
         return cbor2.dumps(obj)
 
     def loads(self, data: bytes) -> Any:
@@ -41,11 +107,16 @@ class CborSerializer:
 
 
 class JsonSerializer:
-    """UTF-8 JSON, for data other programs read too. Only JSON types round-trip."""
+    """UTF-8 JSON, for data other programs read too. Only JSON types round-trip.
+
+    Values nested more than :data:`MAX_DEPTH` containers deep are refused with
+    ``ValueError`` before encoding.
+    """
 
     __slots__ = ()
 
     def dumps(self, obj: Any) -> bytes:
+        check_depth(obj)
         return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
     def loads(self, data: bytes) -> Any:
