@@ -28,10 +28,10 @@ from __future__ import annotations
 import abc
 import enum
 from collections.abc import Mapping
-from contextlib import AsyncExitStack, suppress
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, suppress
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Final, Self
+from typing import Any, Final, Self
 
 import trio
 
@@ -155,11 +155,30 @@ class SessionStore(abc.ABC):
     closing raise :class:`trio.ClosedResourceError`.
     """
 
-    _stack: AsyncExitStack | None = None
+    _stack: SessionStore._Stack | None = None
     _nursery: trio.Nursery | None = None
     _closed: bool = False
 
     # -- lifecycle -----------------------------------------------------------------------------
+    #
+    # The store's nursery is opened by __aenter__ in the caller's task and left by __aexit__,
+    # so it nests like any other context. Background tasks run in an inner nursery, held by a
+    # task of the outer one: aclose() cancels that inner nursery and releases connections but
+    # leaves no nursery itself. Closing in any order, from any task, is therefore safe.
+
+    class _Stack(AsyncExitStack):
+        """A store's exit stack, noting the stores entered on it (the layers of a layered
+        store): an explicit ``aclose()`` releases them at once, as it releases its own."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.stores: list[SessionStore] = []
+
+        async def enter_async_context(self, cm: AbstractAsyncContextManager[Any]) -> Any:
+            entered = await super().enter_async_context(cm)
+            if isinstance(cm, SessionStore):
+                self.stores.append(cm)
+            return entered
 
     @property
     def is_open(self) -> bool:
@@ -169,11 +188,14 @@ class SessionStore(abc.ABC):
     async def __aenter__(self) -> Self:
         if self._stack is not None or self._closed:
             raise RuntimeError(f"{type(self).__name__} can be opened only once")
-        stack = AsyncExitStack()
-        nursery = await stack.enter_async_context(trio.open_nursery())
-        self._stack = stack
+        stack = self._stack = self._Stack()
+        background: trio.Nursery | None = None
         try:
-            await self._open(nursery)
+            outer = await stack.enter_async_context(trio.open_nursery())
+            background = await outer.start(self._run_background)
+            await self._open(background)
+            if self._closed:
+                raise trio.ClosedResourceError(f"{type(self).__name__} was closed while opening")
         except BaseException:
             # Release what was opened before the failure (_close copes with a half-open
             # store), then leave the nursery cleanly so the caller sees the open error itself,
@@ -182,10 +204,12 @@ class SessionStore(abc.ABC):
             # The open error is the one to report, not a failure to clean up after it.
             with trio.move_on_after(CLOSE_TIMEOUT, shield=True), suppress(Exception):
                 await self._close()
-            nursery.cancel_scope.cancel()
+            if background is not None:
+                background.cancel_scope.cancel()
+            self._stack = None
             await stack.aclose()
             raise
-        self._nursery = nursery
+        self._nursery = background
         return self
 
     async def __aexit__(
@@ -194,24 +218,55 @@ class SessionStore(abc.ABC):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self.aclose()
+        try:
+            await self._release()
+        finally:
+            await self._leave()
 
     async def aclose(self) -> None:
         """Stop background tasks and release every connection. Idempotent.
 
+        Safe from any task and inside other ``async with`` blocks, in any order: it leaves
+        no nursery itself. The store's (by then empty) nursery is left at the end of its
+        ``async with`` block. Later calls raise :class:`trio.ClosedResourceError`.
+
         Cancellation: resources are still released, within a bounded shielded deadline.
         """
-        if self._closed or self._stack is None or self._nursery is None:
-            self._closed = True
-            await trio.lowlevel.checkpoint()
+        await self._release()
+        await trio.lowlevel.checkpoint()
+
+    async def _release(self) -> None:
+        """Release connections, then cancel the background tasks and release the stores
+        entered on the exit stack; once, whatever the caller's cancellation."""
+        if self._closed:
             return
         self._closed = True
+        background, stack = self._nursery, self._stack
+        if background is None or stack is None:  # never opened
+            return
         try:
             with trio.move_on_after(CLOSE_TIMEOUT, shield=True):
                 await self._close()
         finally:
+            background.cancel_scope.cancel()
+            for store in reversed(stack.stores):
+                await store._release()
+
+    @staticmethod
+    async def _run_background(
+        *, task_status: trio.TaskStatus[trio.Nursery] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        async with trio.open_nursery() as nursery:
+            task_status.started(nursery)
+            await trio.sleep_forever()
+
+    async def _leave(self) -> None:
+        """Leave what ``__aenter__`` entered: the contexts of :meth:`_open`, then the nursery."""
+        stack, self._stack = self._stack, None
+        if self._nursery is not None:
             self._nursery.cancel_scope.cancel()
-            await self._stack.aclose()
+        if stack is not None:
+            await stack.aclose()
 
     async def _open(self, nursery: trio.Nursery) -> None:  # noqa: B027 - optional hook
         """Open connections and start background tasks in ``nursery``."""
@@ -219,8 +274,9 @@ class SessionStore(abc.ABC):
     @property
     def _exit_stack(self) -> AsyncExitStack:
         """The store's own exit stack, for use in :meth:`_open`: contexts entered on it (an
-        event loop, say) are left in reverse order when the store closes, after
-        :meth:`_close` and inside the store's nursery."""
+        event loop, say) are left in reverse order at the end of the store's ``async with``
+        block, after :meth:`_close`, inside the store's nursery. Stores entered on it are
+        also released by an explicit :meth:`aclose`."""
         if self._stack is None:
             raise StoreNotOpen(f"{type(self).__name__} is not being opened")
         return self._stack
