@@ -10,6 +10,7 @@ import trio
 from ._cookies import CookieOptions, CookieOptionsBuilder, as_cookie_options
 from ._errors import InvalidField, SerializationError, SessionStateError
 from ._ids import SessionId
+from ._limits import MAX_TTL
 from ._map import SessionMap, decode
 from ._serializers import CborSerializer, Serializer
 from ._store import Placement, SessionStore, Write
@@ -49,13 +50,19 @@ def check_field(field: object) -> str:
 
 
 def check_ttl(ttl: object, *, what: str = "ttl") -> int | None:
-    """Validate a TTL argument: ``None``, ``-1``, ``0`` or a positive int of seconds."""
+    """Validate a TTL argument: ``None``, ``-1``, ``0`` or a positive int of seconds, at
+    most :data:`~trio_ruts._limits.MAX_TTL` (the longest lifetime every store keeps)."""
     if ttl is None:
         return None
     if type(ttl) is not int or ttl < -1:
         raise InvalidField(
             f"{what} must be None, -1 (never expires), 0 (remove) or a positive number of "
             f"seconds; got {ttl!r}"
+        )
+    if ttl > MAX_TTL:
+        raise InvalidField(
+            f"{what} {ttl} is longer than stores keep (at most {MAX_TTL} seconds, about 68 "
+            f"years); use -1 for a lifetime that never ends"
         )
     return ttl
 
