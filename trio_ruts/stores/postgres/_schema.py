@@ -14,36 +14,51 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
-_IDENT: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,40}")
+#: The longest schema or table name accepted (as the docs promise): with the longest suffix
+#: the store derives from the table name, every object name stays within PostgreSQL's limit.
+MAX_NAME: Final = 41
+#: PostgreSQL truncates identifiers longer than this many bytes (NAMEDATALEN - 1).
+PG_MAX_IDENTIFIER: Final = 63
+_IDENT: Final = re.compile(rf"[A-Za-z_][A-Za-z0-9_]{{0,{MAX_NAME - 1}}}")
 #: SQLSTATE our functions raise when a new session id is taken.
 COLLISION_STATE: Final = "TR001"
 
 
 def check_identifier(name: str, what: str) -> str:
-    """Validate a schema or table name and return it double-quoted."""
+    """Validate a schema or table name given by the user and return it double-quoted."""
     if not isinstance(name, str) or not _IDENT.fullmatch(name):
         raise ValueError(
-            f"{what} {name!r} must be 1-41 characters: letters, digits and _, not starting "
-            f"with a digit"
+            f"{what} {name!r} must be 1-{MAX_NAME} characters: letters, digits and _, not "
+            f"starting with a digit"
         )
     return f'"{name}"'
 
 
 @dataclass(frozen=True)
 class Names:
-    """Quoted, qualified names of one store's objects."""
+    """Quoted, qualified names of one store's objects, derived from a validated table name.
+
+    Derived names are the table name plus a suffix, exactly as every earlier release named
+    them (existing tables keep their names). They are not validated again: the table name
+    was, and :data:`MAX_NAME` leaves room for the longest suffix (``SUFFIXES``).
+    """
 
     schema: str | None
     table: str
 
+    def __post_init__(self) -> None:
+        check_identifier(self.table, "table name")
+        if self.schema is not None:
+            check_identifier(self.schema, "schema")
+
     def q(self, suffix: str = "") -> str:
         """A qualified, quoted object name: ``"schema"."table<suffix>"``."""
-        name = check_identifier(self.table + suffix, "table name")
-        return f"{check_identifier(self.schema, 'schema')}.{name}" if self.schema else name
+        name = f'"{self.table}{suffix}"'
+        return f'"{self.schema}".{name}' if self.schema else name
 
     def bare(self, suffix: str = "") -> str:
         """An unqualified, quoted name (indexes and constraints live in the table's schema)."""
-        return check_identifier(self.table + suffix, "table name")
+        return f'"{self.table}{suffix}"'
 
 
 # A session is live while its row has not expired and it has at least one live field.
@@ -285,6 +300,156 @@ BEGIN
 END $$;
 """
 
+# Version 3: a session id is claimed, never taken by deleting what another transaction just
+# committed. Versions 1 and 2 checked that the target id was free, then ran `DELETE ... WHERE
+# id = target` in a later statement, whose newer snapshot could see (and delete) a session
+# created meanwhile: two creates at one id both succeeded and one was lost. Now a row at the
+# target is deleted only while locked and after a statement begun under that lock found it
+# dead; a free id is claimed by an INSERT (or by the renaming UPDATE), whose unique index
+# makes concurrent claimants wait for each other: one wins, the others raise a collision (a
+# unique violation on {table}_pkey, from the renaming UPDATE, is reported as one too).
+_WRITE_V3 = """
+CREATE OR REPLACE FUNCTION {write}(
+  p_id bytea, p_fresh bytea, p_field text, p_value bytea, p_nx boolean, p_fttl integer,
+  p_kttl integer, p_rename boolean, p_hot integer,
+  OUT written boolean, OUT moved boolean, OUT ttl integer)
+LANGUAGE plpgsql AS $$
+DECLARE
+  v_key bytea;
+  v_has boolean;
+  v_fexp timestamptz;
+BEGIN
+  IF p_id IS NOT NULL THEN
+    -- Lock the session row and see whether it is live, in one statement. A dead row is left
+    -- to the sweep, unless p_fresh = p_id takes it over below.
+    SELECT s.expires_at > now() AND EXISTS (
+        SELECT 1 FROM {fields} f WHERE f.session_id = p_id
+          AND (f.expires_at IS NULL OR f.expires_at > now()))
+      INTO v_has FROM {sessions} s WHERE s.id = p_id FOR UPDATE;
+  END IF;
+  IF NOT coalesce(v_has, false) THEN
+    -- A new session at p_fresh: insert its row, or take over a dead row found there.
+    FOR attempt IN 1..10 LOOP
+      INSERT INTO {sessions} (id, expires_at) VALUES (p_fresh, now())
+        ON CONFLICT (id) DO NOTHING;
+      IF FOUND THEN
+        v_key := p_fresh;
+        EXIT;
+      END IF;
+      PERFORM 1 FROM {sessions} WHERE id = p_fresh FOR UPDATE;
+      CONTINUE WHEN NOT FOUND;  -- deleted since the INSERT saw it: claim again
+      IF NOT {live}(p_fresh) THEN
+        DELETE FROM {sessions} WHERE id = p_fresh;  -- dead, and locked by us
+        INSERT INTO {sessions} (id, expires_at) VALUES (p_fresh, now());
+      ELSIF p_fresh IS DISTINCT FROM p_id THEN
+        RAISE EXCEPTION 'the new session id is already in use' USING ERRCODE = '{collision}';
+      END IF;
+      -- (or a write at exactly p_id found it made live meanwhile: it writes into it)
+      v_key := p_fresh;
+      EXIT;
+    END LOOP;
+    IF v_key IS NULL THEN
+      RAISE EXCEPTION 'the new session id is already in use' USING ERRCODE = '{collision}';
+    END IF;
+  ELSIF p_rename THEN
+    PERFORM 1 FROM {sessions} WHERE id = p_fresh FOR UPDATE;
+    IF FOUND THEN
+      IF {live}(p_fresh) THEN
+        RAISE EXCEPTION 'the new session id is already in use' USING ERRCODE = '{collision}';
+      END IF;
+      DELETE FROM {sessions} WHERE id = p_fresh;  -- dead, and locked by us
+    END IF;
+    UPDATE {sessions} SET id = p_fresh WHERE id = p_id;
+    v_key := p_fresh;
+  ELSE
+    v_key := p_id;
+  END IF;
+  moved := v_key IS DISTINCT FROM p_id;
+  v_fexp := CASE WHEN p_fttl IS NULL THEN NULL
+                 WHEN p_fttl = -1 THEN 'infinity'::timestamptz
+                 ELSE now() + make_interval(secs => p_fttl) END;
+  IF p_nx THEN
+    -- An expired field still in the table counts as absent.
+    DELETE FROM {fields} WHERE session_id = v_key AND field = p_field AND expires_at <= now();
+    INSERT INTO {fields} (session_id, field, value, expires_at, hot_ttl)
+    VALUES (v_key, p_field, p_value, v_fexp, p_hot) ON CONFLICT DO NOTHING;
+    written := FOUND;
+  ELSE
+    INSERT INTO {fields} (session_id, field, value, expires_at, hot_ttl)
+    VALUES (v_key, p_field, p_value, v_fexp, p_hot)
+    ON CONFLICT (session_id, field) DO UPDATE
+      SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at, hot_ttl = EXCLUDED.hot_ttl;
+    written := true;
+  END IF;
+  IF written THEN
+    -- Never shorter than max(current, default, field ttl); -1 anywhere persists the session.
+    UPDATE {sessions} SET expires_at = greatest(expires_at,
+        CASE WHEN p_kttl = -1 OR p_fttl = -1 THEN 'infinity'::timestamptz
+             ELSE now() + make_interval(secs => greatest(p_kttl, coalesce(p_fttl, 0))) END)
+      WHERE id = v_key RETURNING {ttl}(expires_at) INTO ttl;
+  ELSE
+    SELECT {ttl}(expires_at) INTO ttl FROM {sessions} WHERE id = v_key;
+  END IF;
+END $$;
+"""
+
+_RENAME_V3 = """
+CREATE OR REPLACE FUNCTION {rename}(p_old bytea, p_new bytea) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE v_exp timestamptz;
+BEGIN
+  SELECT expires_at INTO v_exp FROM {sessions} WHERE id = p_old FOR UPDATE;
+  IF NOT FOUND OR NOT {live}(p_old) THEN RETURN NULL; END IF;
+  PERFORM 1 FROM {sessions} WHERE id = p_new FOR UPDATE;
+  IF FOUND THEN
+    IF {live}(p_new) THEN
+      RAISE EXCEPTION 'the new session id is already in use' USING ERRCODE = '{collision}';
+    END IF;
+    DELETE FROM {sessions} WHERE id = p_new;  -- dead, and locked by us
+  END IF;
+  UPDATE {sessions} SET id = p_new WHERE id = p_old;
+  RETURN {ttl}(v_exp);
+END $$;
+"""
+
+# A session absent when the lock was tried is not deleted: one created at that id since then
+# is newer than this delete and stays.
+_DELETE_V3 = """
+CREATE OR REPLACE FUNCTION {delete}(p_id bytea) RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE v_live boolean;
+BEGIN
+  PERFORM 1 FROM {sessions} WHERE id = p_id FOR UPDATE;
+  IF NOT FOUND THEN RETURN false; END IF;
+  v_live := {live}(p_id);
+  DELETE FROM {sessions} WHERE id = p_id;
+  RETURN v_live;
+END $$;
+"""
+
+# The sweep locks its candidates, then decides in a later statement. Version 1 decided in the
+# DELETE itself: when it waited for a writer's lock, its recheck judged the session by fields
+# it could not see (its snapshot predates the writer's commit) and deleted a live session.
+# SKIP LOCKED leaves a session being written to the next sweep instead of waiting for it.
+_DELETE_EXPIRED_V3 = """
+CREATE OR REPLACE FUNCTION {delete_expired}() RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+  v_ids bytea[];
+  v_count integer;
+BEGIN
+  DELETE FROM {fields} WHERE expires_at <= now();
+  SELECT array_agg(c.id) INTO v_ids FROM (
+    SELECT s.id FROM {sessions} s WHERE s.expires_at <= now()
+      OR NOT EXISTS (SELECT 1 FROM {fields} f WHERE f.session_id = s.id)
+    FOR UPDATE SKIP LOCKED) c;
+  DELETE FROM {sessions} s WHERE s.id = ANY (v_ids) AND (s.expires_at <= now()
+    OR NOT EXISTS (SELECT 1 FROM {fields} f WHERE f.session_id = s.id));
+  GET DIAGNOSTICS v_count = ROW_COUNT;
+  RETURN v_count;
+END $$;
+"""
+
 _TABLES = """
 CREATE TABLE {sessions} (
   id bytea NOT NULL,
@@ -306,32 +471,45 @@ CREATE INDEX {fields_expires_idx} ON {fields} (expires_at) WHERE expires_at IS N
 """
 
 
+#: Object names derived from the table name: key in the SQL templates -> suffix. Qualified
+#: names (tables, functions) get the schema; indexes and constraints live in their table's.
+QUALIFIED: Final = {
+    "sessions": "",
+    "fields": "_fields",
+    "version": "_schema_version",
+    "live": "_live",
+    "ttl": "_ttl",
+    "write": "_write",
+    "remove": "_remove",
+    "delete": "_delete",
+    "expire": "_expire",
+    "rename": "_rename",
+    "delete_expired": "_delete_expired",
+}
+BARE: Final = {
+    "sessions_pkey": "_pkey",
+    "sessions_expires_idx": "_expires_idx",
+    "fields_pkey": "_fields_pkey",
+    "fields_session_fkey": "_fields_session_fkey",
+    "fields_expires_idx": "_fields_expires_idx",
+}
+#: Every suffix; with a table name of :data:`MAX_NAME` characters each derived name still
+#: fits in :data:`PG_MAX_IDENTIFIER` bytes (a test keeps it so), so none is truncated.
+SUFFIXES: Final = (*QUALIFIED.values(), *BARE.values())
+
+
 def names_map(n: Names) -> dict[str, str]:
-    return {
-        "sessions": n.q(),
-        "fields": n.q("_fields"),
-        "version": n.q("_schema_version"),
-        "sessions_pkey": n.bare("_pkey"),
-        "sessions_expires_idx": n.bare("_expires_idx"),
-        "fields_pkey": n.bare("_fields_pkey"),
-        "fields_session_fkey": n.bare("_fields_session_fkey"),
-        "fields_expires_idx": n.bare("_fields_expires_idx"),
-        "live": n.q("_live"),
-        "ttl": n.q("_ttl"),
-        "write": n.q("_write"),
-        "remove": n.q("_remove"),
-        "delete": n.q("_delete"),
-        "expire": n.q("_expire"),
-        "rename": n.q("_rename"),
-        "delete_expired": n.q("_delete_expired"),
-        "collision": COLLISION_STATE,
-    }
+    names = {key: n.q(suffix) for key, suffix in QUALIFIED.items()}
+    names.update({key: n.bare(suffix) for key, suffix in BARE.items()})
+    names["collision"] = COLLISION_STATE
+    return names
 
 
 #: Migrations by version. Each runs once, in a transaction, recorded in ``{table}_schema_version``.
 MIGRATIONS: Final = {
     1: [_TABLES, _LIVE, _TTL, _WRITE, _REMOVE, _DELETE, _EXPIRE, _RENAME, _DELETE_EXPIRED],
     2: [_WRITE_V2],
+    3: [_WRITE_V3, _RENAME_V3, _DELETE_V3, _DELETE_EXPIRED_V3],
 }
 LATEST: Final = max(MIGRATIONS)
 

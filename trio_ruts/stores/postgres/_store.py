@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
+import math
 from collections.abc import Awaitable, Callable
+from contextlib import suppress
 from functools import partial
 from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit
@@ -12,16 +15,28 @@ from urllib.parse import urlsplit
 import asyncpg
 import trio
 
-from ..._errors import SessionIdCollision, StoreError, StoreTimeout
+# One of the errors asyncpg raises itself for an argument it cannot encode (the statement does
+# not run); the other is an ``asyncpg.DataError`` (a PostgresError) without a severity.
+from asyncpg.exceptions._base import DataError as ArgumentError
+
+from ..._errors import SessionError, SessionIdCollision, StoreError, StoreTimeout
 from ..._ids import SessionId
+from ..._limits import MAX_TTL
 from ..._store import FieldRecord, Removal, SessionRecord, SessionStore, Write, WriteResult
 from .._asyncio import bridge, current_loop_or_fail, open_private_loop
-from ._schema import COLLISION_STATE, LATEST, Names, Queries, check_identifier
+from ._schema import BARE, COLLISION_STATE, LATEST, Names, Queries
 
 _log = logging.getLogger("trio_ruts.postgres")
 T = TypeVar("T")
 _UNIQUE_VIOLATION: Final = "23505"
 _UNAVAILABLE_CLASSES: Final = ("08", "57")  # connection exceptions, operator intervention
+#: Seconds a store operation may take before it raises ``StoreTimeout`` (``timeout=``).
+DEFAULT_TIMEOUT: Final = 5.0
+#: How long a cancelled statement's connection waits for the server to confirm the cancel
+#: before it is closed instead (seconds): a bound on how late a cancellation takes effect.
+CANCEL_GRACE: Final = 0.5
+#: How long a cancelled or failed call may spend asking the pool to replace its connections.
+_REPLACE_TIMEOUT: Final = 5.0
 
 
 def _describe(dsn: str | None) -> str:
@@ -31,6 +46,23 @@ def _describe(dsn: str | None) -> str:
     host = parts.hostname or "localhost"
     where = f"{host}:{parts.port}" if parts.port else host
     return f"postgres at {where}{parts.path or ''}"
+
+
+def _check_timeout(timeout: float | None) -> float:
+    """Validate ``timeout=`` and return the deadline in seconds (``inf`` for none)."""
+    if timeout is None:
+        return math.inf
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
+        raise ValueError(
+            f"timeout must be a positive number of seconds (how long a store operation may "
+            f"take), or None for no deadline of the store's own; got {timeout!r}"
+        )
+    return float(timeout)
+
+
+def _clamp(seconds: int | None) -> int | None:
+    """A lifetime as the schema keeps it: anything longer than ``MAX_TTL`` is ``MAX_TTL``."""
+    return MAX_TTL if seconds is not None and seconds > MAX_TTL else seconds
 
 
 async def _keep_session_state(conn: Any) -> None:
@@ -43,6 +75,41 @@ async def _keep_session_state(conn: Any) -> None:
     """
 
 
+async def _on_connection(pool: Any, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+    """Run ``fn(connection, *args)`` on a connection of ``pool`` (asyncio side).
+
+    A statement interrupted by a cancellation (a trio deadline or cancel scope, which
+    trio-asyncio turns into an asyncio cancellation) makes asyncpg send the server a cancel
+    request. The connection goes back to the pool once the server confirms that the statement
+    is over, so it cannot commit after the caller went on; a server that does not confirm
+    within :data:`CANCEL_GRACE` seconds (hung, or unreachable) gets the connection closed
+    instead, where asyncpg alone would wait for it without limit. A connection broken by an
+    I/O error is closed at once. After an error the server reported, an argument asyncpg
+    could not encode, or one of ours, the connection is in a known state and is reused.
+    """
+    conn = await pool.acquire()
+    release_timeout = None  # the pool's own
+    try:
+        return await fn(conn, *args)
+    except (asyncio.CancelledError, TimeoutError):
+        release_timeout = CANCEL_GRACE
+        raise
+    except (asyncpg.PostgresError, ArgumentError, SessionError):
+        raise
+    except BaseException:
+        conn.terminate()
+        raise
+    finally:
+        # A failed release (the grace period passed, a reset failed) closes the connection;
+        # the statement's own outcome is what the caller gets.
+        with suppress(Exception):
+            await pool.release(conn, timeout=release_timeout)
+
+
+async def _statement(conn: Any, method: str, query: str, args: tuple[Any, ...]) -> Any:
+    return await getattr(conn, method)(query, *args)
+
+
 class PostgresStore(SessionStore):
     """Sessions in PostgreSQL: a row per session and a row per field, each with its expiry.
 
@@ -50,6 +117,13 @@ class PostgresStore(SessionStore):
     that it owns inside its nursery (with :meth:`from_dsn`), creates its tables through
     versioned migrations, and deletes expired rows in a background task. Expired data is
     invisible to reads before the sweep; the database's ``now()`` decides expiry.
+
+    Every operation is one statement in one transaction. Cancellation: a call cancelled
+    before it starts sends nothing; one cancelled (or past ``timeout``) while its statement
+    is in flight has the server cancel the statement, and returns once the server confirmed
+    that the statement is over (it committed entirely or not at all), or after at most
+    :data:`CANCEL_GRACE` seconds with its connection closed (a hung server, which may still
+    complete a statement it had begun when it resumes).
     """
 
     def __init__(
@@ -64,16 +138,15 @@ class PostgresStore(SessionStore):
         max_size: int = 10,
         sweep_interval: float | None = 300.0,
         connect_timeout: float = 10.0,
+        timeout: float | None = DEFAULT_TIMEOUT,
     ) -> None:
-        check_identifier(table, "table name")
-        if schema is not None:
-            check_identifier(schema, "schema")
+        self._names = Names(schema, table)  # validates both, naming what the caller gave
         if sweep_interval is not None and not sweep_interval > 0:
             raise ValueError("sweep_interval must be positive, or None for no background sweep")
+        self._timeout = _check_timeout(timeout)
         self._dsn = dsn
         self._pool: Any = pool
         self._owns_pool = pool is None
-        self._names = Names(schema, table)
         self._queries = Queries(self._names)
         self._create_table = create_table
         self._min_size, self._max_size = min_size, max_size
@@ -81,6 +154,7 @@ class PostgresStore(SessionStore):
         self._connect_timeout = connect_timeout
         self._where = _describe(dsn)
         self._loop: Any = None
+        self._run: Callable[..., Awaitable[Any]] | None = None
 
     @classmethod
     def from_dsn(
@@ -94,6 +168,7 @@ class PostgresStore(SessionStore):
         max_size: int = 10,
         sweep_interval: float | None = 300.0,
         connect_timeout: float = 10.0,
+        timeout: float | None = DEFAULT_TIMEOUT,
     ) -> PostgresStore:
         """A store on ``dsn`` (``postgresql://user:password@host:port/db``).
 
@@ -106,6 +181,12 @@ class PostgresStore(SessionStore):
             sweep_interval: seconds between deletions of expired rows; ``None`` disables the
                 background sweep (call :meth:`delete_expired` yourself).
             connect_timeout: seconds before opening raises ``StoreTimeout``.
+            timeout: seconds an operation may take, waiting for a pooled connection
+                included, before it raises ``StoreTimeout`` and closes its connection;
+                ``None``: only the caller's own deadlines apply.
+
+        Raises:
+            ValueError: an invalid schema or table name, ``sweep_interval`` or ``timeout``.
         """
         return cls(
             dsn=dsn,
@@ -116,6 +197,7 @@ class PostgresStore(SessionStore):
             max_size=max_size,
             sweep_interval=sweep_interval,
             connect_timeout=connect_timeout,
+            timeout=timeout,
         )
 
     @classmethod
@@ -127,10 +209,15 @@ class PostgresStore(SessionStore):
         create_table: bool = True,
         *,
         sweep_interval: float | None = 300.0,
+        timeout: float | None = DEFAULT_TIMEOUT,
     ) -> PostgresStore:
-        """A store on an existing ``asyncpg.Pool``. The pool belongs to a trio-asyncio loop
-        that the caller keeps running (``async with trio_asyncio.open_loop():``) around the
-        store's whole life; the store neither opens a loop nor closes the pool."""
+        """A store on an existing ``asyncpg.Pool``.
+
+        The pool belongs to a trio-asyncio loop that the caller keeps running (``async with
+        trio_asyncio.open_loop():``) around the store's whole life; the store neither opens a
+        loop nor closes the pool. It does close a connection of the pool whose statement was
+        cancelled or timed out. The other arguments are those of :meth:`from_dsn`.
+        """
         return cls(
             dsn=None,
             pool=pool,
@@ -138,6 +225,7 @@ class PostgresStore(SessionStore):
             table=table,
             create_table=create_table,
             sweep_interval=sweep_interval,
+            timeout=timeout,
         )
 
     def __repr__(self) -> str:
@@ -145,26 +233,77 @@ class PostgresStore(SessionStore):
 
     # -- plumbing ------------------------------------------------------------------------------
 
+    async def _call(self, method: str, query: str, *args: Any, bounded: bool = True) -> Any:
+        """Run one statement (``method`` of an asyncpg connection) within the store's
+        deadline, translating errors into the ``trio_ruts`` tree."""
+        self._check_open()
+        assert self._run is not None
+        await trio.lowlevel.checkpoint_if_cancelled()  # a cancelled call sends nothing
+        with trio.move_on_after(self._timeout if bounded else math.inf) as deadline:
+            try:
+                return await self._run(self._pool, _statement, method, query, args)
+            except (asyncpg.PostgresError, ArgumentError) as exc:
+                refused = await self._refusal(exc)
+            except TimeoutError as exc:  # asyncpg's own timeouts, on a caller's pool
+                raise StoreTimeout(f"{self._where} did not answer in time") from exc
+            except (OSError, asyncpg.InterfaceError, asyncpg.InternalClientError) as exc:
+                await self._replace_connections()
+                raise StoreError(f"{self._where} is unreachable: {exc}") from exc
+        if deadline.cancelled_caught:
+            raise StoreTimeout(
+                f"{self._where} did not complete the operation within {self._timeout:g} s "
+                f"(the store's timeout=), so it was cancelled. If the server is merely slow, "
+                f"raise timeout= (or max_size, if calls wait for a free connection)"
+            )
+        # Raised outside the handler on purpose: the driver's error carries the statement's
+        # DETAIL (a unique violation's key, a failing row: session ids, values), so it must
+        # ride along neither as __cause__ nor as __context__.
+        raise refused
+
+    async def _refusal(self, exc: asyncpg.PostgresError | ArgumentError) -> SessionError:
+        """The error to raise for one that asyncpg or the server reported, built from the
+        SQLSTATE and primary message only: never the DETAIL (which may quote a session id) nor
+        an argument's value."""
+        if isinstance(exc, ArgumentError) or exc.severity is None:  # asyncpg's, not the server's
+            reason = exc.__cause__ or "invalid input"
+            return StoreError(
+                f"asyncpg could not encode an argument for {self._where} ({reason}); the "
+                f"statement did not run"
+            )
+        state = exc.sqlstate or ""
+        if state == COLLISION_STATE or (
+            state == _UNIQUE_VIOLATION
+            and exc.constraint_name == self._names.table + BARE["sessions_pkey"]
+        ):
+            return SessionIdCollision("the new session id is already in use; nothing was changed")
+        message = exc.args[0] if exc.args else type(exc).__name__
+        if state[:2] in _UNAVAILABLE_CLASSES:
+            await self._replace_connections()
+            return StoreError(f"{self._where} is unavailable (SQLSTATE {state}: {message})")
+        return StoreError(f"{self._where} refused the statement (SQLSTATE {state}: {message})")
+
+    def _loop_error(self, loop: Any, context: dict[str, Any]) -> None:
+        """The private loop's exception handler. asyncpg's background tasks may fail when a
+        connection is closed or the server goes away (a pool refilling itself to ``min_size``
+        leaves a failed future nobody awaits when the closing store aborts it): log it, where
+        trio-asyncio's default handler would raise it in the store's nursery.
+        """
+        _log.log(
+            logging.DEBUG if self._closed else logging.WARNING,
+            "asyncpg background error: %s",
+            context.get("message"),
+            exc_info=context.get("exception"),
+        )
+
     async def _aio(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
-        """Run an asyncio coroutine function in the store's loop, translating errors."""
+        """Run an asyncio coroutine function (opening, closing) in the store's loop."""
         try:
             return await bridge(self._loop, fn)(*args)  # type: ignore[no-any-return]
         except asyncpg.PostgresError as exc:
-            state = getattr(exc, "sqlstate", "") or ""
-            if state == COLLISION_STATE or (
-                state == _UNIQUE_VIOLATION
-                and getattr(exc, "constraint_name", "") == self._names.table + "_pkey"
-            ):
-                raise SessionIdCollision(
-                    "the new session id is already in use; nothing was changed"
-                ) from exc
-            if state[:2] in _UNAVAILABLE_CLASSES:
-                await self._replace_connections()
-                raise StoreError(f"{self._where} is unavailable: {exc}") from exc
-            raise StoreError(f"{self._where} refused the statement: {exc}") from exc
+            raise await self._refusal(exc) from exc  # no session id in these statements
         except TimeoutError as exc:
             raise StoreTimeout(f"{self._where} did not answer in time") from exc
-        except (OSError, asyncpg.InterfaceError, asyncpg.exceptions.InternalClientError) as exc:
+        except (OSError, asyncpg.InterfaceError, asyncpg.InternalClientError) as exc:
             await self._replace_connections()
             raise StoreError(f"{self._where} is unreachable: {exc}") from exc
 
@@ -172,22 +311,15 @@ class PostgresStore(SessionStore):
         # After the server went away, pooled connections may be dead or half-way through a
         # protocol exchange: have asyncpg replace every one of them on its next use.
         if self._pool is not None:
-            with trio.move_on_after(5, shield=True):
+            with trio.move_on_after(_REPLACE_TIMEOUT, shield=True):
                 await bridge(self._loop, self._pool.expire_connections)()
-
-    async def _fetchrow(self, query: str, *args: Any) -> Any:
-        self._check_open()
-        return await self._aio(self._pool.fetchrow, query, *args)
-
-    async def _fetchval(self, query: str, *args: Any) -> Any:
-        self._check_open()
-        return await self._aio(self._pool.fetchval, query, *args)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def _open(self, nursery: trio.Nursery) -> None:
         if self._owns_pool:
             self._loop = await open_private_loop(self._exit_stack)
+            self._loop.set_exception_handler(self._loop_error)
             try:
                 with trio.fail_after(self._connect_timeout):
                     self._pool = await self._aio(
@@ -206,22 +338,23 @@ class PostgresStore(SessionStore):
                 ) from None
         else:
             self._loop = current_loop_or_fail("an asyncpg pool")
-        await self._aio(self._migrate)
+        self._run = bridge(self._loop, _on_connection)
+        await self._aio(_on_connection, self._pool, self._migrate)
         if self._sweep_interval is not None:
             nursery.start_soon(self._sweeper, self._sweep_interval)
 
     async def _close(self) -> None:
         if self._owns_pool and self._pool is not None:
             pool, self._pool = self._pool, None
-            await self._aio(pool.close)
+            await self._aio(pool.close)  # cancelled (past CLOSE_TIMEOUT): asyncpg terminates
 
-    async def _migrate(self) -> None:
+    async def _migrate(self, conn: Any) -> None:
         """Create or upgrade the schema (runs in asyncio), serialized by an advisory lock."""
         q = self._queries
         lock = int.from_bytes(
             hashlib.sha256(f"trio-ruts:{self._names.q()}".encode()).digest()[:8], "big", signed=True
         )
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", lock)
             if not self._create_table:
                 try:
@@ -236,8 +369,7 @@ class PostgresStore(SessionStore):
                     )
                 return
             if self._names.schema is not None:
-                schema = check_identifier(self._names.schema, "schema")
-                await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+                await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self._names.schema}"')
             await conn.execute(q.version_table)
             version = await conn.fetchval(q.current_version)
             for step in range(version + 1, LATEST + 1):
@@ -254,49 +386,53 @@ class PostgresStore(SessionStore):
                 _log.warning("expired-session sweep failed: %s", exc)
 
     async def delete_expired(self) -> int:
-        """Delete expired fields and sessions now; returns how many sessions were deleted."""
-        return int(await self._fetchval(self._queries.delete_expired))
+        """Delete expired fields and sessions now; returns how many sessions were deleted.
+
+        Its cost grows with the expired data, so the store's ``timeout`` does not apply (the
+        caller's deadlines do). A session being written at the moment is left to the next
+        sweep. Cancellation: the sweep is committed entirely or not at all.
+        """
+        return int(await self._call("fetchval", self._queries.delete_expired, bounded=False))
 
     # -- operations ----------------------------------------------------------------------------
 
     async def get(self, id: SessionId, field: str) -> bytes | None:
-        return await self._fetchval(self._queries.get, id.bytes, field)  # type: ignore[no-any-return]
+        return await self._call("fetchval", self._queries.get, id.bytes, field)  # type: ignore[no-any-return]
 
     async def get_all(self, id: SessionId) -> SessionRecord | None:
-        self._check_open()
-        rows = await self._aio(self._pool.fetch, self._queries.get_all, id.bytes)
+        rows = await self._call("fetch", self._queries.get_all, id.bytes)
         if not rows:
             return None
         fields = {row[1]: FieldRecord(row[2], row[3], row[4]) for row in rows}
         return SessionRecord(rows[0][0], fields)
 
     async def write(self, write: Write) -> WriteResult:
-        row = await self._fetchrow(
+        written, moved, ttl = await self._call(
+            "fetchrow",
             self._queries.write,
             None if write.id is None else write.id.bytes,
             write.fresh_id.bytes,
             write.field,
             write.value,
             write.only_if_absent,
-            write.field_ttl,
-            write.key_ttl,
+            _clamp(write.field_ttl),
+            _clamp(write.key_ttl),
             write.rename,
-            write.hot_ttl,
+            _clamp(write.hot_ttl),
         )
-        written, moved, ttl = row
         target = write.fresh_id if moved or write.id is None else write.id
         return WriteResult(bool(written), target, int(ttl))
 
     async def remove(self, id: SessionId, field: str) -> Removal:
-        removed, ttl = await self._fetchrow(self._queries.remove, id.bytes, field)
+        removed, ttl = await self._call("fetchrow", self._queries.remove, id.bytes, field)
         return Removal(bool(removed), ttl)
 
     async def delete(self, id: SessionId) -> bool:
-        return bool(await self._fetchval(self._queries.delete, id.bytes))
+        return bool(await self._call("fetchval", self._queries.delete, id.bytes))
 
     async def expire(self, id: SessionId, seconds: int) -> bool:
-        return bool(await self._fetchval(self._queries.expire, id.bytes, seconds))
+        return bool(await self._call("fetchval", self._queries.expire, id.bytes, _clamp(seconds)))
 
     async def rename(self, old: SessionId, new: SessionId) -> int | None:
-        ttl = await self._fetchval(self._queries.rename, old.bytes, new.bytes)
+        ttl = await self._call("fetchval", self._queries.rename, old.bytes, new.bytes)
         return None if ttl is None else int(ttl)
