@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import enum
-from typing import Any, Final
+from collections.abc import Awaitable, Callable
+from typing import Any, Final, TypeVar
 
 import trio
 
 from ._cookies import CookieOptions, CookieOptionsBuilder, as_cookie_options
-from ._errors import InvalidField, SerializationError, SessionStateError
+from ._errors import (
+    InvalidField,
+    SerializationError,
+    SessionIdCollision,
+    SessionStateError,
+    StoreTimeout,
+)
 from ._ids import SessionId
 from ._limits import MAX_TTL
 from ._map import SessionMap, decode
@@ -16,8 +23,13 @@ from ._serializers import CborSerializer, Serializer
 from ._store import Placement, SessionStore, Write
 from ._strategy import unwrap
 
+T = TypeVar("T")
+
 #: Longest field name, in UTF-8 bytes.
 MAX_FIELD_BYTES: Final = 256
+#: Seconds a rename may take to finish, shielded, once sent: its caller may be cancelled
+#: meanwhile, but the session must learn where its data went.
+RENAME_TIMEOUT: Final = 5.0
 _DEFAULT_SERIALIZER: Final = CborSerializer()
 
 
@@ -92,6 +104,7 @@ class Session:
         "_pending",
         "_serializer",
         "_store",
+        "_unsettled",
         "_verified",
     )
 
@@ -111,6 +124,9 @@ class Session:
         self._id = id
         self._verified = False  # the store is known to hold self._id
         self._pending: SessionId | None = None
+        # The target of a rename whose outcome is unknown (it failed or timed out after it
+        # was sent): the session is under self._id or under this id; the next call looks.
+        self._unsettled: SessionId | None = None
         self._id_lock: trio.Lock | None = None
         self._cookie_change = CookieChange.NONE
         self._cookie_ttl: int | None = None  # the store's last word on the remaining lifetime
@@ -193,6 +209,8 @@ class Session:
         if self._id is None:
             await trio.lowlevel.checkpoint()
             return default
+        if self._unsettled is not None:
+            await self._settle()
         data = await self._store.get(self._id, field)
         if data is None:
             return default
@@ -204,6 +222,8 @@ class Session:
         if self._id is None:
             await trio.lowlevel.checkpoint()
             return None
+        if self._unsettled is not None:
+            await self._settle()
         record = await self._store.get_all(self._id)
         if record is None:
             return None
@@ -224,7 +244,9 @@ class Session:
         Returns:
             ``True`` if the field was written.
 
-        Cancellation: the field is either written or untouched; the session keeps its id.
+        Cancellation: the field is either written or untouched. A write that consumes a
+        pending rename (:meth:`prepare_regenerate`) is completed like :meth:`regenerate`, so
+        ``s.id`` follows the data; any other write keeps the session's id.
         """
         return await self._write(field, value, ttl, only_if_absent=True)
 
@@ -234,7 +256,9 @@ class Session:
         Returns:
             ``True`` if the field was written (or, with ``ttl=0``, removed).
 
-        Cancellation: the field is either written or untouched; the session keeps its id.
+        Cancellation: the field is either written or untouched. A write that consumes a
+        pending rename (:meth:`prepare_regenerate`) is completed like :meth:`regenerate`, so
+        ``s.id`` follows the data; any other write keeps the session's id.
         """
         return await self._write(field, value, ttl, only_if_absent=False)
 
@@ -264,6 +288,8 @@ class Session:
             # The id may change (new session, unknown id, pending rename): one at a time, so
             # that concurrent first writes land in one session instead of minting one each.
             async with self._lock():
+                if self._unsettled is not None:
+                    await self._settle_locked()
                 return await self._write_once(field, data, ttl, only_if_absent, placement, hot_ttl)
         finally:
             # Consumed or failed, a pending id is used once; a newer one set meanwhile stays.
@@ -295,7 +321,10 @@ class Session:
             placement=placement,
         )
         try:
-            result = await self._store.write(write)
+            if write.rename:
+                result = await self._shielded(write.fresh_id, lambda: self._store.write(write))
+            else:
+                result = await self._store.write(write)
         finally:
             if pending is not None and self._pending is pending:
                 self._pending = None
@@ -307,6 +336,8 @@ class Session:
         self._verified = True
         if result.written or moved:
             self._mark_set(result.ttl)
+        if write.rename:
+            await trio.lowlevel.checkpoint_if_cancelled()  # the caller's, held back by the shield
         return result.written
 
     def _fresh_id(self) -> SessionId:
@@ -329,6 +360,8 @@ class Session:
         if self._id is None:
             await trio.lowlevel.checkpoint()
             return False
+        if self._unsettled is not None:
+            await self._settle()
         removal = await self._store.remove(self._id, field)
         if removal.ttl is None:
             if removal.removed:
@@ -348,6 +381,8 @@ class Session:
         if self._id is None:
             await trio.lowlevel.checkpoint()
             return False
+        if self._unsettled is not None:
+            await self._settle()
         deleted = await self._store.delete(self._id)
         self._drop_id()
         return deleted
@@ -356,6 +391,7 @@ class Session:
         self._id = None
         self._verified = False
         self._pending = None
+        self._unsettled = None
         self._cookie_change = CookieChange.CLEAR
 
     async def expire(self, seconds: int) -> bool:
@@ -371,6 +407,8 @@ class Session:
         if self._id is None:
             await trio.lowlevel.checkpoint()
             return False
+        if self._unsettled is not None:
+            await self._settle()
         if not await self._store.expire(self._id, seconds):
             return False
         self._verified = True
@@ -396,31 +434,94 @@ class Session:
 
         Raises:
             SessionIdCollision: the new id exists already; both sessions are untouched.
+            StoreTimeout: the store did not answer within :data:`RENAME_TIMEOUT` seconds; the
+                session is under its old id or its new one, and the next call finds it.
 
-        Cancellation: the session is under either the old id or the new one; this object
-        keeps the old id.
+        Cancellation: a call cancelled before it reached the store changes nothing. Once the
+        rename is sent, it runs shielded for up to :data:`RENAME_TIMEOUT` seconds so that
+        ``s.id`` follows the data; then the call raises ``Cancelled``, and ``s.id`` is the
+        new id if the store moved the session.
         """
         if self._id is None:
             await trio.lowlevel.checkpoint()
             return None
         self._check_not_frozen()
         async with self._lock():
-            if self._id is None:
+            if self._unsettled is not None:
+                await self._settle_locked()
+            old = self._id
+            if old is None:
                 return None
-            new = self._id.regenerate()
-            ttl = await self._store.rename(self._id, new)
-            if ttl is None:
-                return None
-            self._id = new
-            self._pending = None
+            new = old.regenerate()
+            ttl = await self._shielded(new, lambda: self._store.rename(old, new))
+            if ttl is not None:
+                self._id = new
+                self._pending = None
+                self._verified = True
+                self._mark_set(ttl)
+            await trio.lowlevel.checkpoint_if_cancelled()  # the caller's, held back by the shield
+            return None if ttl is None else new
+
+    async def _shielded(self, target: SessionId, call: Callable[[], Awaitable[T]]) -> T:
+        """Run ``call``, a store call that may move the session to ``target``, so that its
+        outcome reaches this session even if the caller is cancelled meanwhile.
+
+        A caller cancelled already sends nothing. Once sent, the call is shielded for up to
+        :data:`RENAME_TIMEOUT` seconds; the caller applies the result, then re-raises its own
+        cancellation with a checkpoint. If the call fails or times out, the outcome is unknown
+        and the next call of this session settles it (see :meth:`_settle_locked`).
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        with trio.move_on_after(RENAME_TIMEOUT, shield=True):
+            try:
+                return await call()
+            except SessionIdCollision:
+                raise  # nothing changed
+            except BaseException:
+                self._unsettle(target)
+                raise
+        self._unsettle(target)
+        await trio.lowlevel.checkpoint_if_cancelled()
+        raise StoreTimeout(
+            f"the store did not confirm a session rename within {RENAME_TIMEOUT} s; the "
+            f"session is under its old id or its new one, and its next call finds out which"
+        )
+
+    def _unsettle(self, target: SessionId) -> None:
+        self._unsettled = target
+        self._verified = False  # writes take the locked path, which settles first
+
+    async def _settle(self) -> None:
+        async with self._lock():
+            await self._settle_locked()
+
+    async def _settle_locked(self) -> None:
+        """Find the session after a rename of unknown outcome: under the old id or the new.
+
+        The old id is read first, so a rename that lands between the two reads is seen at
+        the new id. If the old id still holds the session, the rename is taken as not done.
+        """
+        target, old = self._unsettled, self._id
+        if target is None or old is None:
+            self._unsettled = None
+            return
+        if await self._store.get_all(old) is not None:
+            self._unsettled = None
             self._verified = True
-            self._mark_set(ttl)
-            return new
+            return
+        record = await self._store.get_all(target)
+        self._unsettled = None
+        if record is not None:
+            self._id = target
+            self._verified = True
+            self._mark_set(record.ttl)
 
     def prepare_regenerate(self) -> SessionId:
         """Choose a new id now; the next ``insert``/``update`` writes and moves the session
         to it in one atomic store call. Calling it again replaces the pending id. If that
-        write fails, the session keeps its old id and the pending id is dropped.
+        write fails, the session keeps its old id and the pending id is dropped; if it failed
+        after reaching the store (``StoreError``, ``StoreTimeout``), the next call checks
+        which of the two ids the store holds the session under, and follows it.
 
         Returns:
             The id the session will have after the next write.
