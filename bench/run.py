@@ -35,7 +35,9 @@ TARGETS = {
     "http_memory_vs_bare": (">=", 0.95),
     "redis_get_vs_raw": ("<=", 1.25),
     "redis_throughput_vs_raw": (">=", 0.8),
-    "layered_write_vs_max": ("<=", 1.15),
+    "layered_write_vs_max": ("<=", 1.2),
+    "layered_read_hit_vs_hot": ("<=", 1.2),
+    "layered_mixed_vs_postgres": (">=", 3.0),
     "postgres_get_vs_bridged": ("<=", 1.3),
 }
 # The HTTP reference apps of full runs (bench/http_app.py), reported for context.
@@ -151,6 +153,8 @@ def main() -> None:
         ("redis_get_vs_raw", "redis"),
         ("redis_throughput_vs_raw", "redis"),
         ("layered_write_vs_max", "layered"),
+        ("layered_read_hit_vs_hot", "layered"),
+        ("layered_mixed_vs_postgres", "layered"),
         ("postgres_get_vs_bridged", "postgres"),
     ):
         found = results[source]

@@ -22,6 +22,7 @@ from trio_ruts.stores import (
     CacheEntry,
     CacheRead,
     HotLayer,
+    LayeredStore,
     MemoryStore,
     Removal,
     SessionRecord,
@@ -117,3 +118,9 @@ class Faulty(SessionStore, HotLayer):
 
     async def cache_put(self, *args: Any, **kw: Any) -> bool | None:
         return await self._call("cache_put", partial(self._hot.cache_put, *args, **kw))
+
+
+async def settled(store: LayeredStore) -> None:
+    """Wait until the layered store's background hot endings (settles) have run."""
+    while store._settling:
+        await trio.sleep(0.001)

@@ -35,9 +35,10 @@ import trio
 from trio.testing import MockClock
 
 from tests import servers
-from tests.layered_kit import Faulty
+from tests.layered_kit import Faulty, settled
 from trio_ruts import CborSerializer, SessionId, StoreError
 from trio_ruts.stores import (
+    CacheEntry,
     HotLayer,
     LayeredStore,
     Marker,
@@ -222,9 +223,10 @@ async def hot_outages(redis: servers.RedisServer, duration: float) -> None:
 
 
 async def quiesce(rig: Rig) -> None:
-    """Wait until neither instance has a hot copy left to drop, then one hot_timeout more."""
+    """Wait until neither instance has a hot ending running or a hot copy left to drop, then
+    one hot_timeout more."""
     with trio.fail_after(30):
-        while rig.a._dirty or rig.b._dirty:
+        while rig.a._dirty or rig.b._dirty or rig.a._settling or rig.b._settling:
             await trio.sleep(0.05)
     await trio.sleep(0.25)
 
@@ -530,3 +532,42 @@ async def test_a_hot_layer_raising_anything_never_fails_a_call(
         await trio.sleep(0.5)
         assert await b.get(new, "v") is None
         assert await agree(rig, new, "v")
+
+
+@pytest.mark.redis
+async def test_a_lease_taken_before_the_hot_server_lost_its_data_is_refused(
+    redis74: servers.RedisServer,
+) -> None:
+    """Epochs start at random: a fill whose lease predates a hot restart (or an eviction) can
+    never match the state that follows it."""
+    async with RedisStore.from_url(redis74.url, prefix=f"lease{uuid.uuid4().hex[:6]}:") as hot:
+        sid = SessionId.generate()
+        before = await hot.cache_read(sid, "v")
+        assert before.value is None
+        redis74.cli("DEL", hot.key(sid).decode())  # as a restart (nothing on disk) does
+        after = await hot.cache_read(sid, "v")
+        assert after.epoch != before.epoch
+        entry = CacheEntry("v", CBOR.dumps("old snapshot"), 60)
+        assert not await hot.cache_fill(sid, before.epoch, [entry], 60)
+        assert (await hot.cache_read(sid, "v")).value is None
+        assert await hot.cache_fill(sid, after.epoch, [entry], 60)
+        assert (await hot.cache_read(sid, "v")).value == CBOR.dumps("old snapshot")
+
+
+async def test_a_field_never_outlives_its_session_in_hot(autojump_clock: MockClock) -> None:
+    """A field that never expires lives as long as its session, which expire() can shorten:
+    fills and settles used to give such a field max_hot_ttl (found by the chaos schedules)."""
+    async with two_servers() as (a, b, rig):
+        sid = (await a.write(update(None, "forever", CBOR.dumps(1), field_ttl=-1))).id
+        await a.write(update(sid, "long", CBOR.dumps(2), field_ttl=500))
+        await settled(a)
+        assert await a.expire(sid, 2)
+        await settled(a)
+        assert await b.get(sid, "forever") == CBOR.dumps(1)  # a miss: filled from cold
+        assert await b.get(sid, "long") == CBOR.dumps(2)
+        assert isinstance((await rig.hot.cache_read(sid, "long")).value, bytes)  # cached
+        await trio.sleep(2.5)
+        assert await rig.cold.get_all(sid) is None
+        assert not await divergence(rig, {sid})
+        assert await b.get(sid, "forever") is None
+        assert await b.get(sid, "long") is None

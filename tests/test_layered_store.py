@@ -11,7 +11,7 @@ import trio
 from trio.testing import MockClock
 
 from tests import servers
-from tests.layered_kit import Faulty
+from tests.layered_kit import Faulty, settled
 from trio_ruts import CborSerializer, CookieOptions, Session, SessionId, StoreError
 from trio_ruts.stores import (
     ColdOnly,
@@ -52,6 +52,7 @@ async def check_strategies(hot: SessionStore, cold: SessionStore, layered: Layer
     await s.update("flash", HotOnly("hi"))
     await s.update("secret", ColdOnly("s3"))
     await s.update("forever", 7, ttl=-1)
+    await settled(layered)  # the hot halves settle in the store's nursery
     sid = s.id
     assert await fields_of(cold, sid) == {"plain": 1, "user": "alice", "secret": "s3", "forever": 7}
     assert await fields_of(hot, sid) == {"plain": 1, "user": "alice", "flash": "hi", "forever": 7}
@@ -136,9 +137,11 @@ async def test_missing_fields_do_not_cost_a_cold_read_each_time(autojump_clock: 
         assert cold.calls["get_all"] == 1
         assert cold.calls["get"] == 0
         await Session(layered, s.id, cookie=COOKIE).update("absent", 2)  # writes clear it
+        await settled(layered)  # once the write has settled in hot, hot has the value
         assert await reader.get("absent") == 2
         assert cold.calls["get_all"] == 1
         assert await reader.remove("absent") is True  # a removal marks it absent again
+        await settled(layered)
         assert await reader.get("absent") is None
         assert cold.calls["get_all"] == 1
 
@@ -155,11 +158,12 @@ async def test_write_latency_is_the_slower_layer(autojump_clock: MockClock) -> N
             lambda: s.expire(300),
             lambda: s.regenerate(),
         ):
+            await settled(layered)  # the previous write's settle is done
             start = trio.current_time()
             await op()
-            # The mark runs beside the cold write, then one small hot step settles it:
-            # 0.2 + 0.05, not 0.05 + 0.2 + 0.05.
-            assert trio.current_time() - start == pytest.approx(0.25)
+            # The mark runs beside the cold write; the settle after it runs in the store's
+            # nursery: 0.2, not 0.05 + 0.2 + 0.05.
+            assert trio.current_time() - start == pytest.approx(0.2)
         assert await Session(layered, s.id).get("a") == 1  # the moved session refills hot
         assert await fields_of(cold.inner, s.id) == await fields_of(hot.inner, s.id) == {"a": 1}
 
@@ -172,6 +176,7 @@ async def test_slow_hot_layer_costs_at_most_hot_timeout(autojump_clock: MockCloc
     async with LayeredStore(hot, cold, hot_timeout=0.05, hot_retry=1.0) as layered:
         s = Session(layered, cookie=COOKIE)
         await s.update("v", 1)
+        await settled(layered)
         hot.delay = 10.0  # hot hangs
         start = trio.current_time()
         await s.update("v", 2)  # cold answers at once; hot gives up after 0.05 s
@@ -245,6 +250,7 @@ async def test_redis_killed_and_restarted(postgres: servers.PostgresServer) -> N
         async with LayeredStore(hot, cold, hot_timeout=0.3, hot_retry=0.5) as layered:
             s = Session(layered, cookie=COOKIE)
             await s.update("user", "alice")
+            await settled(layered)
             assert await hot.get(s.id, "user") is not None  # type: ignore[arg-type]
             redis.stop()
             with trio.fail_after(5):

@@ -30,7 +30,10 @@ The four steps (each one atomic in the hot store):
     change were in flight for ``hold`` seconds, so no fill can install a snapshot older than
     that late commit. Always bumps the epoch.
 ``cache_read(id, field)``
-    The entry, or a miss with the current epoch: the *lease* for a fill.
+    The entry, or a miss with the current epoch: the *lease* for a fill. A session with no
+    protocol state gets one on a miss, its epoch drawn at random (or never used before), so
+    that no lease taken before the hot store lost the key (an eviction, a restart) can match
+    the state that follows.
 ``cache_fill(id, lease, entries, ttl)``
     After a miss and a cold read: installs the snapshot only if the epoch still equals the
     lease and no change is in flight (the lease protocol of "Scaling Memcache at Facebook",
@@ -98,7 +101,8 @@ class HotLayer(abc.ABC):
 
     @abc.abstractmethod
     async def cache_read(self, id: SessionId, field: str) -> CacheRead:
-        """The field's entry, or a miss with the lease for a fill."""
+        """The field's entry, or a miss with the lease for a fill (starting the session's
+        protocol state, with an epoch no earlier lease holds, if it has none)."""
 
     @abc.abstractmethod
     async def cache_mark(self, id: SessionId, field: str | None, hold: float) -> int:

@@ -263,6 +263,7 @@ class MemoryStore(SessionStore, HotLayer):
         state = self._cache.get(key)
         if state is None:
             state = self._cache[key] = _CacheState()
+            state.epoch = next(self._epochs)  # never one an earlier lease holds
         return state
 
     def _drop(self, key: bytes, field: str | None) -> None:
@@ -300,17 +301,16 @@ class MemoryStore(SessionStore, HotLayer):
         await trio.lowlevel.checkpoint()
         now = trio.current_time()
         key = id.bytes
-        state = self._cache.get(key)
-        epoch = 0 if state is None else state.epoch
         entry = self._live(key, now)
         found = None if entry is None else entry.fields.get(field)
+        state = self._cache.get(key)
         if found is not None:
-            return CacheRead(found.value, epoch)
-        if state is not None:
-            marker = state.markers.get(field)
-            if marker is not None and marker[1] > now:
-                return CacheRead(marker[0], epoch)
-        return CacheRead(None, epoch)
+            return CacheRead(found.value, 0 if state is None else state.epoch)
+        state = self._state(key)  # a miss: the epoch is the lease of a fill
+        marker = state.markers.get(field)
+        if marker is not None and marker[1] > now:
+            return CacheRead(marker[0], state.epoch)
+        return CacheRead(None, state.epoch)
 
     async def cache_mark(self, id: SessionId, field: str | None, hold: float) -> int:
         self._check_open()
@@ -361,9 +361,7 @@ class MemoryStore(SessionStore, HotLayer):
         now = trio.current_time()
         key = id.bytes
         state = self._cache.get(key)
-        if state is not None and (state.epoch != lease or state.in_flight(now)):
-            return False
-        if state is None and lease != 0:
+        if state is None or state.epoch != lease or state.in_flight(now):
             return False
         for item in entries:
             self._install(key, item, now)

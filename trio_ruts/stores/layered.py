@@ -49,6 +49,14 @@ class _Hot:
     value: Any
 
 
+def _lifetime(field_ttl: int | None, session_ttl: int) -> int:
+    """A field's remaining lifetime: its own, but never beyond its session's (an
+    ``expire()`` may have shortened the session below a field's own ttl); ``-1``: never."""
+    if field_ttl is None or field_ttl == -1:
+        return session_ttl
+    return field_ttl if session_ttl == -1 else min(field_ttl, session_ttl)
+
+
 class LayeredStore(SessionStore):
     """A hot store (e.g. Redis) layered over a cold, durable one (e.g. Postgres).
 
@@ -104,6 +112,12 @@ class LayeredStore(SessionStore):
         # cold outcome is unknown may still land).
         self._dirty: dict[bytes, bool] = {}
         self._dirty_event = trio.Event()
+        self._settling = 0  # hot endings running in the background
+        self._settled = trio.Event()
+        # Sessions with a change in flight in this process, until its hot ending has run:
+        # later reads and changes of the session here wait for it (within hot_timeout)
+        # rather than read cold or collide with it in hot.
+        self._busy: dict[bytes, trio.Event] = {}
 
     def __repr__(self) -> str:
         return f"LayeredStore(hot={self.hot!r}, cold={self.cold!r})"
@@ -115,6 +129,12 @@ class LayeredStore(SessionStore):
             if not layer.is_open:
                 await self._exit_stack.enter_async_context(layer)
         nursery.start_soon(self._invalidator)
+
+    async def _close(self) -> None:
+        # Let the hot endings still running finish (each is bounded by hot_timeout).
+        with trio.move_on_after(2 * self._hot_timeout):
+            while self._settling:
+                await self._settled.wait()
 
     async def _invalidator(self) -> None:
         """Drop the hot copies of dirty sessions once the hot layer answers again."""
@@ -210,10 +230,16 @@ class LayeredStore(SessionStore):
         epoch)`` once cold committed (``epoch``: the mark's, or ``None`` when there was none
         or it failed), or delete what the change affects if cold failed.
 
-        The hot ending runs shielded (each hot step within ``hot_timeout``): a cancellation
-        that lands after the cold commit still leaves hot coherent.
+        Once the mark has landed, the change's entries are gone from hot and no fill can
+        bring them back before the ending: the ending then runs in the store's nursery, off
+        the caller's path (a read after the call reads cold, or here waits for it).
+        Otherwise it runs before the call returns, shielded. Either way each hot step is
+        bounded by ``hot_timeout``, and a cancellation that lands after the cold commit still
+        leaves hot coherent.
         """
+        await self._wait_busy(id)
         marked: list[int | None] = [None]
+        done = self._begin(id)
 
         async def hot_half(sid: SessionId) -> None:
             got = await self._hot(self._cache.cache_mark, sid, field, self._hold)
@@ -234,14 +260,64 @@ class LayeredStore(SessionStore):
                 except Exception as exc:
                     failure = exc
         finally:
-            with trio.CancelScope(shield=True):
-                if known and failure is None:
-                    await settle(result, marked[0])
-                elif id is not None:
-                    await self._settle(id, field, marked[0], None, known=known)
+            ending: Callable[[], Awaitable[None]] | None
+            if known and failure is None:
+                ending = partial(settle, result, marked[0])
+            elif id is not None:
+                ending = partial(self._settle, id, field, marked[0], None, known=known)
+            else:
+                ending = None
+            if ending is None:
+                self._end(id, done)
+            elif not (marked[0] is not None and self._later(ending, id, done)):
+                try:
+                    with trio.CancelScope(shield=True):
+                        await ending()
+                finally:
+                    self._end(id, done)
         if failure is not None:
             raise failure
         return result
+
+    async def _wait_busy(self, id: SessionId | None) -> None:
+        """Wait (within hot_timeout) for this process's change in flight on ``id``, if any."""
+        busy = None if id is None else self._busy.get(id.bytes)
+        if busy is not None:
+            with trio.move_on_after(self._hot_timeout):
+                await busy.wait()
+
+    def _begin(self, id: SessionId | None) -> trio.Event:
+        done = trio.Event()
+        if id is not None:
+            self._busy[id.bytes] = done
+        return done
+
+    def _end(self, id: SessionId | None, done: trio.Event) -> None:
+        done.set()
+        if id is not None and self._busy.get(id.bytes) is done:
+            del self._busy[id.bytes]
+
+    def _later(
+        self, ending: Callable[[], Awaitable[None]], id: SessionId | None, done: trio.Event
+    ) -> bool:
+        """Run a change's hot ending in the store's nursery; ``False`` if closing."""
+        if self._nursery is None or self._closed:
+            return False
+        self._settling += 1
+        self._nursery.start_soon(self._run_later, ending, id, done)
+        return True
+
+    async def _run_later(
+        self, ending: Callable[[], Awaitable[None]], id: SessionId | None, done: trio.Event
+    ) -> None:
+        try:
+            await ending()
+        finally:
+            self._end(id, done)
+            self._settling -= 1
+            if not self._settling:
+                self._settled.set()
+                self._settled = trio.Event()
 
     # -- lifetimes in hot ----------------------------------------------------------------------
 
@@ -262,7 +338,7 @@ class LayeredStore(SessionStore):
         session_ttl = self._hot_ttl(record.ttl, None)
         entries: list[CacheEntry] = []
         for name, f in record.fields.items():
-            ttl = self._hot_ttl(record.ttl if f.ttl is None else f.ttl, f.hot_ttl)
+            ttl = self._hot_ttl(_lifetime(f.ttl, record.ttl), f.hot_ttl)
             if ttl > 0:
                 entries.append(CacheEntry(name, Marker.COLD if f.hot_ttl == 0 else f.value, ttl))
         if asked not in record.fields and session_ttl > 0:
@@ -273,6 +349,7 @@ class LayeredStore(SessionStore):
 
     async def get(self, id: SessionId, field: str) -> bytes | None:
         self._check_open()
+        await self._wait_busy(id)
         if not self._hot_usable(id):
             return await self._cold(self.cold.get, id, field)
         hot = await self._hot(self._cache.cache_read, id, field)
@@ -307,19 +384,16 @@ class LayeredStore(SessionStore):
         if write.placement is Placement.HOT:
             return await self._write_hot(write)
         field = None if write.rename else write.field
+        # A new session is marked at the id it will be created under.
+        marked = write.fresh_id if write.id is None else write.id
 
         async def settle(result: WriteResult, epoch: int | None) -> None:
-            entry = self._entry(write, result)
-            if write.id is not None:
-                # In place, the change settles; otherwise the hot copy under write.id is not
-                # what cold holds (an unknown id, or a session that moved) and is dropped.
-                in_place = result.id == write.id
-                await self._settle(write.id, field, epoch, entry if in_place else None)
-            elif entry is not None and self._hot_usable():
-                # A new session: its fresh id has no hot state, so lease 0 is its first fill.
-                await self._hot(self._cache.cache_fill, result.id, 0, [entry], entry.ttl)
+            # In place, the change settles; otherwise the hot copy under the marked id is not
+            # what cold holds (an unknown id, or a session that moved) and is dropped.
+            entry = self._entry(write, result) if result.id == marked else None
+            await self._settle(marked, field, epoch, entry)
 
-        return await self._change(write.id, field, partial(self.cold.write, write), settle)
+        return await self._change(marked, field, partial(self.cold.write, write), settle)
 
     def _entry(self, write: Write, result: WriteResult) -> CacheEntry | None:
         """What hot caches of a committed write, if anything."""
@@ -328,7 +402,7 @@ class LayeredStore(SessionStore):
         if write.placement is Placement.COLD:
             entry = CacheEntry(write.field, Marker.COLD, self._hot_ttl(result.ttl, None))
         else:
-            remaining = result.ttl if write.field_ttl is None else write.field_ttl
+            remaining = _lifetime(write.field_ttl, result.ttl)
             entry = CacheEntry(write.field, write.value, self._hot_ttl(remaining, write.hot_ttl))
         return entry if entry.ttl > 0 else None
 
@@ -340,8 +414,8 @@ class LayeredStore(SessionStore):
         put = partial(self._cache.cache_put, entry=entry, only_if_absent=write.only_if_absent)
         current = write.id
         if current is not None and write.rename:
-            ttl = await self.rename(current, write.fresh_id)
-            current = None if ttl is None else write.fresh_id
+            moved = await self.rename(current, write.fresh_id)
+            current = None if moved is None else write.fresh_id
         if current is not None:
             done = await self._hot(put, current, create=False)
             if done is not None and done.value is None:

@@ -262,6 +262,12 @@ local function state(key, now)
   return count, deadline, tonumber(s[3]) or 0
 end
 
+-- Move the epoch on; a session without one starts at the random seed.
+local function bump(key, seed)
+  if redis.call('HEXISTS', key, '\0v') == 0 then redis.call('HSET', key, '\0v', seed) end
+  return redis.call('HINCRBY', key, '\0v', 1)
+end
+
 -- Delete the cached entries of one field, or of the whole session when f is ''.
 local function drop(key, f)
   if f ~= '' then
@@ -302,11 +308,18 @@ end
 """
 
 _CACHE_READ = r"""
-local f = ARGV[2]
-local v = redis.call('HMGET', KEYS[1], f, '\0e:' .. f, '\0x:' .. f, '\0v')
+local key, f = KEYS[1], ARGV[2]
+local v = redis.call('HMGET', key, f, '\0e:' .. f, '\0x:' .. f, '\0v')
 if v[1] and v[2] then
   local at = tonumber(v[2])
   if not at or (at ~= -1 and at <= now_ms()) then v[1] = false end
+end
+if not v[1] and not v[4] then
+  -- A miss on a session with no protocol state: start one, with a random epoch, so that
+  -- no lease taken before this key was lost (evicted, or the server restarted) matches it.
+  v[4] = ARGV[3]
+  redis.call('HSET', key, '\0v', v[4])
+  keep(key, tonumber(ARGV[4]))
 end
 return {v[1], v[3], v[4]}
 """
@@ -317,7 +330,7 @@ local now = now_ms()
 local count, deadline = state(key, now)
 drop(key, f)
 redis.call('HSET', key, '\0c', count + 1, '\0d', math.max(deadline, now + hold))
-local epoch = redis.call('HINCRBY', key, '\0v', 1)
+local epoch = bump(key, ARGV[4])
 keep(key, hold)
 return epoch
 """
@@ -338,7 +351,7 @@ else
 end
 drop(key, f)
 if install then put(key, f, kind, ARGV[6], tonumber(ARGV[7]), now) end
-redis.call('HINCRBY', key, '\0v', 1)
+bump(key, ARGV[9])
 keep(key, hold)
 return install and 1 or 0
 """

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import random
 import ssl
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import trio
 
@@ -176,8 +177,7 @@ class RedisStore(SessionStore, HotLayer):
                 )
             if message.startswith("CORRUPT") and field is not None:
                 raise SerializationError(
-                    f"field {field!r}: its stored expiry is corrupt; overwrite or remove the "
-                    f"field",
+                    f"field {field!r}: its stored expiry is corrupt; overwrite or remove the field",
                     field=field,
                 )
             raise StoreError(f"{self._transport} refused to {what}: {message}")
@@ -274,22 +274,15 @@ class RedisStore(SessionStore, HotLayer):
     # -- the hot-layer protocol (see trio_ruts._cache) ---------------------------------------
 
     async def cache_read(self, id: SessionId, field: str) -> CacheRead:
-        key = self.key(id)
-        if self._native == b"1":
-            # Fields expire by themselves: a plain HMGET, no script.
-            self._check_open()
-            args = ("HMGET", key, field, b"\0x:" + field.encode(), b"\0v")
-            reply = await self._transport.execute(key, args, idempotent=True)
-            self._raise_for(reply, "read the cache")
-        else:
-            reply = await self._run(scripts.CACHE_READ, (key,), (field,), True)
+        args = (field, _seed(), _ms(_STATE_TTL))
+        reply = await self._run(scripts.CACHE_READ, (self.key(id),), args, False)
         value, marker, epoch = reply
         if value is None and marker is not None:
             value = Marker(marker.decode())
         return CacheRead(value, int(epoch or 0))
 
     async def cache_mark(self, id: SessionId, field: str | None, hold: float) -> int:
-        args = ("" if field is None else field, _ms(hold))
+        args = ("" if field is None else field, _ms(hold), _seed())
         return int(await self._run(scripts.CACHE_MARK, (self.key(id),), args, False))
 
     async def cache_settle(
@@ -308,6 +301,7 @@ class RedisStore(SessionStore, HotLayer):
             b"1" if known else b"0",
             *_entry_args(entry),
             _ms(hold),
+            _seed(),
         )
         return bool(await self._run(scripts.CACHE_SETTLE, (self.key(id),), args, False))
 
@@ -333,6 +327,15 @@ class RedisStore(SessionStore, HotLayer):
         )
         done = await self._run(scripts.CACHE_PUT, (self.key(id),), args, False)
         return None if done == -1 else bool(done)
+
+
+#: How long the protocol state started by a miss lives without a fill or a change.
+_STATE_TTL: Final = 60.0
+
+
+def _seed() -> int:
+    """A random first epoch (exact in Lua's doubles)."""
+    return random.getrandbits(50)
 
 
 def _ms(seconds: float) -> int:
