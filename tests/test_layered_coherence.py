@@ -39,6 +39,7 @@ from tests.layered_kit import Faulty, settled
 from trio_ruts import CborSerializer, SessionId, StoreError
 from trio_ruts.stores import (
     CacheEntry,
+    CacheRead,
     HotLayer,
     LayeredStore,
     Marker,
@@ -90,8 +91,8 @@ async def memory_rig(seed: int) -> AsyncIterator[Rig]:
     async with hot, cold:
         hots = Faulty(hot, seed=seed), Faulty(hot, seed=seed + 1)
         colds = Faulty(cold, seed=seed + 2), Faulty(cold, seed=seed + 3)
-        for h in hots:
-            h.jitter = 0.001
+        for h in hots:  # as slow as cold at times: marks and settles land in every order
+            h.jitter = 0.003
         for c in colds:
             c.jitter = 0.003
         async with (
@@ -387,19 +388,21 @@ async def test_concurrent_updates_of_one_field_converge(autojump_clock: MockCloc
 async def test_cancel_after_the_cold_commit_leaves_hot_clean(
     op: str, autojump_clock: MockClock
 ) -> None:
-    """A call cancelled after cold committed but before hot finished left hot stale."""
+    """A call cancelled after cold committed, before its answer (and the hot half) came
+    back, left hot stale."""
     async with two_servers() as (a, b, rig):
         sid = (await a.write(update(None, "v", CBOR.dumps(1)))).id
         await a.write(update(sid, "keep", CBOR.dumps(0)))
         assert await b.get(sid, "v") == CBOR.dumps(1)  # cached in hot
-        rig.hots[0].delay = 0.5  # the hot half is slow; cold commits at once
+        rig.colds[0].after = 0.5  # cold commits at once, its answer comes late
         with trio.move_on_after(0.1) as scope:
             if op == "update":
                 await a.write(update(sid, "v", CBOR.dumps(2)))
             else:
                 await a.remove(sid, "v")
         assert scope.cancelled_caught
-        rig.hots[0].delay = 0.0
+        rig.colds[0].after = 0.0
+        await settled(a)
         expected = CBOR.dumps(2) if op == "update" else None
         assert await rig.cold.get(sid, "v") == expected
         assert await b.get(sid, "v") == expected
@@ -561,13 +564,95 @@ async def test_a_field_never_outlives_its_session_in_hot(autojump_clock: MockClo
         sid = (await a.write(update(None, "forever", CBOR.dumps(1), field_ttl=-1))).id
         await a.write(update(sid, "long", CBOR.dumps(2), field_ttl=500))
         await settled(a)
-        assert await a.expire(sid, 2)
+        assert await a.expire(sid, 5)
         await settled(a)
         assert await b.get(sid, "forever") == CBOR.dumps(1)  # a miss: filled from cold
         assert await b.get(sid, "long") == CBOR.dumps(2)
         assert isinstance((await rig.hot.cache_read(sid, "long")).value, bytes)  # cached
-        await trio.sleep(2.5)
+        await trio.sleep(5.5)
         assert await rig.cold.get_all(sid) is None
         assert not await divergence(rig, {sid})
         assert await b.get(sid, "forever") is None
         assert await b.get(sid, "long") is None
+
+
+# -- found by the adversarial review ------------------------------------------------------------
+
+
+async def test_a_slow_mark_cannot_settle_an_older_value(autojump_clock: MockClock) -> None:
+    """A mark sent beside its cold write could land after its own commit, after another
+    write had fully settled a newer value: the older one then settled over it, for good."""
+    for _ in range(20):
+        async with two_servers() as (a, b, rig):
+            sid = (await a.write(update(None, "f", CBOR.dumps("v0")))).id
+            await settled(a)
+            rig.hots[0].delay = 0.1  # a's hot round trips are slow
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(a.write, update(sid, "f", CBOR.dumps("v1")))
+                await trio.sleep(0.01)
+                await b.write(update(sid, "f", CBOR.dumps("v2")))
+            await settled(a)
+            await settled(b)
+            assert await agree(rig, sid, "f")
+
+
+@pytest.mark.parametrize("op", ["rename", "delete"])
+async def test_hot_only_racing_a_rename_or_delete_adopts_nothing(
+    op: str, autojump_clock: MockClock
+) -> None:
+    """HotOnly checked cold, then wrote at the old id even though a rename or delete had
+    ended it meanwhile: hot then served a session cold no longer held."""
+    async with two_servers() as (a, b, rig):
+        sid = (await a.write(update(None, "user", CBOR.dumps("alice")))).id
+        await settled(a)
+        await rig.hot.cache_settle(sid, None, None, None, known=True, hold=1)  # evicted
+        rig.colds[0].after = 0.5  # a's check that the session exists answers slowly
+
+        async def other() -> None:
+            await trio.sleep(0.1)
+            if op == "rename":
+                assert await b.rename(sid, sid.regenerate()) is not None
+            else:
+                assert await b.delete(sid)
+            await settled(b)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(other)
+            flash = update(sid, "flash", CBOR.dumps("hi"), placement=Placement.HOT)
+            result = await a.write(flash)
+        assert not result.written
+        assert await b.get(sid, "flash") is None
+        assert await rig.cold.get_all(sid) is None
+
+
+class _BrokenCancel(MemoryStore):
+    """A hot layer whose slow read runs a helper task that fails while being cancelled (a
+    connection whose close raises), so the hot call ends in an exception group."""
+
+    slow = False
+
+    async def cache_read(self, id: SessionId, field: str) -> CacheRead:
+        if not self.slow:
+            return await super().cache_read(id, field)
+
+        async def helper() -> None:
+            try:
+                await trio.sleep_forever()
+            finally:
+                raise ConnectionResetError("close failed")
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(helper)
+            await trio.sleep(10)
+        raise AssertionError("not reached")
+
+
+async def test_an_exception_group_from_the_hot_layer_stays_inside(
+    autojump_clock: MockClock,
+) -> None:
+    hot, cold = _BrokenCancel(), MemoryStore()
+    async with hot, cold, LayeredStore(hot, cold, hot_timeout=0.25) as layered:
+        sid = (await layered.write(update(None, "f", CBOR.dumps(1)))).id
+        hot.slow = True
+        assert await layered.get(sid, "f") == CBOR.dumps(1)

@@ -161,7 +161,7 @@ async def test_the_deepest_value_allowed_round_trips(
         (CborSerializer(), b"\x81" * 100_000 + b"\x00"),  # cbor2 stops at 400 levels
         (JsonSerializer(), b"[" * 100_000 + b"]" * 100_000),  # RecursionError in json
     ],
-    ids=repr,
+    ids=["cbor", "json"],  # short: the test id goes into the environment of servers started
 )
 async def test_stored_values_too_deep_to_decode_raise_serialization_error(
     store: MemoryStore, serializer: Serializer, data: bytes

@@ -137,9 +137,16 @@ class HotLayer(abc.ABC):
 
     @abc.abstractmethod
     async def cache_put(
-        self, id: SessionId, entry: CacheEntry, *, only_if_absent: bool, create: bool
+        self,
+        id: SessionId,
+        entry: CacheEntry,
+        *,
+        only_if_absent: bool,
+        create: bool,
+        lease: int | None = None,
     ) -> bool | None:
         """Write a hot-only value (``HotOnly``) at exactly ``id``, outside the change
         protocol. Unless ``create``, only a session the hot layer holds is written
-        (``None`` otherwise). ``True`` if written, ``False`` if ``only_if_absent`` found
-        the field present."""
+        (``None`` otherwise); with a ``lease`` (an epoch from :meth:`cache_read`), only if
+        the epoch is unchanged and no change is in flight. ``True`` if written, ``False``
+        if ``only_if_absent`` found the field present or the lease no longer holds."""

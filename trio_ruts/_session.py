@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any, Final, TypeVar
 
 import trio
@@ -325,6 +326,13 @@ class Session:
                 result = await self._shielded(write.fresh_id, lambda: self._store.write(write))
             else:
                 result = await self._store.write(write)
+            if result.absent:
+                # The store does not hold the client's id: start the session under a wholly
+                # fresh id (no bit of an id the client chose reaches a real one). This second
+                # round trip happens only for unknown ids.
+                self._check_not_frozen()
+                write = replace(write, id=None, fresh_id=SessionId.generate(), rename=False)
+                result = await self._store.write(write)
         finally:
             if pending is not None and self._pending is pending:
                 self._pending = None
@@ -341,8 +349,9 @@ class Session:
         return result.written
 
     def _fresh_id(self) -> SessionId:
-        # Keep the current id's hash tag so that "write here, or else create there" stays in
-        # one Redis Cluster slot; the other 104 bits are fresh.
+        # With an id, the store never creates at fresh_id (an unknown id is reported absent
+        # and created afresh above); it keeps the id's hash tag so both keys of the write
+        # stay in one Redis Cluster slot.
         return SessionId.generate() if self._id is None else self._id.regenerate()
 
     def _lock(self) -> trio.Lock:

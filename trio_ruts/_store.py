@@ -61,14 +61,15 @@ class Write:
     immutable (it is not frozen only because frozen dataclasses are slow to create).
 
     Attributes:
-        id: the session's current id, or ``None`` when there is no session yet.
-        fresh_id: where the session is created when ``id`` is ``None`` or not in the store
-            (an id the store does not hold is never adopted), and where it moves to when
-            ``rename`` is set. If ``fresh_id`` is already taken the store raises
-            :class:`~trio_ruts.SessionIdCollision` and changes nothing. It keeps ``id``'s
-            hash tag (make it with ``id.regenerate()``), so both live in one cluster slot.
-            ``fresh_id == id`` (without ``rename``) writes at exactly that id, whether or not
-            the store holds it: layered stores mirror sessions into their hot layer this way.
+        id: the session's current id, or ``None`` when there is no session yet. An id the
+            store does not hold is never adopted: nothing is written and the result says
+            ``absent`` (the caller then creates the session under a wholly fresh id, so no
+            bit of an id a client made up reaches a real one).
+        fresh_id: where the session is created when ``id`` is ``None``, and where it moves
+            to when ``rename`` is set. If it is already taken the store raises
+            :class:`~trio_ruts.SessionIdCollision` and changes nothing. With an ``id``, it
+            keeps ``id``'s hash tag (make it with ``id.regenerate()``), so both live in one
+            cluster slot.
         field: the field name.
         value: the encoded value.
         only_if_absent: write only if the field is absent (``insert``); otherwise upsert.
@@ -98,14 +99,17 @@ class WriteResult:
     """What a write did.
 
     Attributes:
-        written: the field was written (``False``: ``only_if_absent`` found it present).
+        written: the field was written (``False``: ``only_if_absent`` found it present, or
+            the session is ``absent``).
         id: the id the session lives under after the call.
         ttl: the session's remaining lifetime after the call (seconds, or ``-1``).
+        absent: the store does not hold ``Write.id``; nothing was written.
     """
 
     written: bool
     id: SessionId
     ttl: int
+    absent: bool = False
 
 
 @dataclass(slots=True)

@@ -165,6 +165,20 @@ async def test_unencodable_value_names_field(store: SessionStore, clock: Any) ->
 # -- session fixation ---------------------------------------------------------------------------
 
 
+async def test_no_bit_of_an_unknown_id_reaches_the_new_one(store: SessionStore, clock: Any) -> None:
+    """A fresh id used to keep the unknown id's hash tag (its first 4 characters): a client
+    picked 24 bits of its victim's id, and its cluster slot."""
+    tags = set()
+    for _ in range(20):
+        claimed = SessionId.parse("AAAAAAAAAAAAAAAAAAAAAA")
+        s = new(store, claimed)
+        assert await s.update("a", 1)
+        assert s.id is not None
+        tags.add(s.id.tag)
+    assert "AAAA" not in tags
+    assert len(tags) > 15  # fresh randomness, not one derived value
+
+
 async def test_unknown_id_is_never_adopted(store: SessionStore, clock: Any) -> None:
     claimed = SessionId.generate()
     s = new(store, claimed)
@@ -181,8 +195,10 @@ async def test_store_write_refuses_taken_fresh_id(store: SessionStore, clock: An
     taken = await make(store, owner="victim")
     with pytest.raises(SessionIdCollision):
         await store.write(raw_write(None, "owner", b"x", fresh_id=taken))
+    mine = await make_beside(store, taken, owner="me")
     with pytest.raises(SessionIdCollision):
-        await store.write(raw_write(taken.regenerate(), "owner", b"x", fresh_id=taken))
+        await store.write(raw_write(mine, "owner", b"x", fresh_id=taken, rename=True))
+    assert await new(store, mine).get("owner") == "me"
     assert await new(store, taken).get("owner") == "victim"
 
 
@@ -463,8 +479,13 @@ async def test_prepare_regenerate_without_session(store: SessionStore, clock: An
     s = new(store, claimed)
     pending = s.prepare_regenerate()
     await s.insert("a", 1)
-    assert s.id == pending
+    # The claimed id was unknown: nothing moved, and the new session's id owes nothing to
+    # it (the pending id kept the claimed id's hash tag).
+    assert s.id is not None
+    assert s.id not in (claimed, pending)
     assert await store.get_all(claimed) is None
+    assert await store.get_all(pending) is None
+    assert await new(store, s.id).get("a") == 1
 
 
 async def test_failed_write_drops_pending_id(
@@ -583,16 +604,18 @@ async def test_write_result_reports_lifetime(store: SessionStore, clock: Any) ->
     assert await store.get(result.id, "a") == b"\x01"
 
 
-async def test_write_at_exactly_the_given_id(store: SessionStore, clock: Any) -> None:
-    """``fresh_id == id`` writes at exactly that id, existing or not (layered stores mirror a
-    session into their hot layer this way)."""
-    sid = SessionId.generate()
-    first = await store.write(raw_write(sid, "a", b"\x01", fresh_id=sid))
-    assert first.written
-    assert first.id == sid
-    second = await store.write(raw_write(sid, "b", b"\x02", fresh_id=sid))
-    assert second.written
-    assert second.id == sid
-    record = await store.get_all(sid)
-    assert record is not None
-    assert set(record.fields) == {"a", "b"}
+async def test_a_write_to_an_id_the_store_does_not_hold_writes_nothing(
+    store: SessionStore, clock: Any
+) -> None:
+    """An id the store does not hold is never adopted, nor is its session created elsewhere:
+    the store reports it absent (the Session then starts afresh under a wholly new id)."""
+    unknown = SessionId.generate()
+    for kw in ({}, {"fresh_id": unknown}, {"rename": True}):
+        result = await store.write(raw_write(unknown, "a", b"\x01", **kw))
+        assert result.absent
+        assert not result.written
+        assert await store.get_all(unknown) is None
+    held = await make(store, a=1)
+    result = await store.write(raw_write(held, "b", b"\x02"))
+    assert not result.absent
+    assert result.id == held

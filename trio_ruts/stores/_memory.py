@@ -149,6 +149,8 @@ class MemoryStore(SessionStore, HotLayer):
         id = write.id
         key = None if id is None else id.bytes
         found = None if key is None else self._live(key, now)
+        if id is not None and found is None:  # never adopted: the caller starts afresh
+            return WriteResult(False, id, 0, absent=True)
         refile = found is None or write.rename  # a new session, or one that moves
         if refile:
             target = write.fresh_id
@@ -368,7 +370,13 @@ class MemoryStore(SessionStore, HotLayer):
         return True
 
     async def cache_put(
-        self, id: SessionId, entry: CacheEntry, *, only_if_absent: bool, create: bool
+        self,
+        id: SessionId,
+        entry: CacheEntry,
+        *,
+        only_if_absent: bool,
+        create: bool,
+        lease: int | None = None,
     ) -> bool | None:
         self._check_open()
         await trio.lowlevel.checkpoint()
@@ -376,6 +384,10 @@ class MemoryStore(SessionStore, HotLayer):
         found = self._live(id.bytes, now)
         if found is None and not create:
             return None
+        if lease is not None:
+            state = self._cache.get(id.bytes)
+            if state is None or state.epoch != lease or state.in_flight(now):
+                return False
         if only_if_absent and found is not None and entry.field in found.fields:
             return False
         self._install(id.bytes, entry, now)

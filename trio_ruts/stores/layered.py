@@ -1,23 +1,26 @@
 """LayeredStore: a hot cache store over a durable cold store.
 
 The cold store is the source of truth; the hot store is a cache of it, never a second truth.
-Writes run their cold half and a *mark* in hot concurrently, in one nursery; after the cold
-commit one small hot step *settles* the change. Reads try hot, and on a miss read the whole
-session from cold and *fill* hot with it under a lease. The hot store itself refuses stale
-settles and fills inside its own atomic steps (see :mod:`trio_ruts._cache` for the protocol
-and docs/layered.md for why it keeps the coherence rules), so the rules hold across any number
-of LayeredStores (app servers) over the same two layers.
+A write first *marks* the session in hot, then writes cold; after the cold commit one small
+hot step *settles* the change (off the caller's path once the mark landed). Reads try hot,
+and on a miss read the whole session from cold and *fill* hot with it under a lease. The hot
+store itself refuses stale settles and fills inside its own atomic steps (see
+:mod:`trio_ruts._cache` for the protocol and docs/layered.md for why it keeps the coherence
+rules), so the rules hold across any number of LayeredStores (app servers) over the same two
+layers.
 
 When the hot layer fails or is slow, every call goes on without it: the sessions it could not
-settle are marked *dirty*: reads of a dirty session skip hot, and a task in the store's
-nursery drops its hot copy as soon as the hot layer answers again (work in proportion to the
-sessions touched, not to the writes made). After a hot failure, hot is skipped altogether for
-``hot_retry`` seconds, so a dead cache costs no more than one ``hot_timeout`` per interval.
+mark or settle are marked *dirty*: reads of a dirty session skip hot, and a task in the
+store's nursery drops its hot copy as soon as the hot layer answers again (work in proportion
+to the sessions touched, not to the writes made). After a hot failure, reads skip hot for
+``hot_retry`` seconds, so a dead cache costs them no more than one ``hot_timeout`` per
+interval; writes still try the mark.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
@@ -131,10 +134,14 @@ class LayeredStore(SessionStore):
         nursery.start_soon(self._invalidator)
 
     async def _close(self) -> None:
-        # Let the hot endings still running finish (each is bounded by hot_timeout).
+        # Let the hot endings still running finish (each bounded by hot_timeout), then drop
+        # what is still dirty, so other app servers do not go on serving it.
         with trio.move_on_after(2 * self._hot_timeout):
             while self._settling:
                 await self._settled.wait()
+        with trio.move_on_after(4 * self._hot_timeout):
+            while self._dirty and await self._drop_one() is not None:
+                pass
 
     async def _invalidator(self) -> None:
         """Drop the hot copies of dirty sessions once the hot layer answers again."""
@@ -142,11 +149,20 @@ class LayeredStore(SessionStore):
             await self._dirty_event.wait()
             self._dirty_event = trio.Event()
             while self._dirty:
-                await trio.sleep_until(max(self._hot_skip_until, trio.current_time()))
-                key, hold = next(iter(self._dirty.items()))
-                dropped = await self._hot(self._drop, SessionId(key), hold)
-                if dropped is not None and self._dirty.get(key) == hold:
-                    del self._dirty[key]
+                # After a failure, try again within hot_timeout (not hot_retry: hot may be
+                # fine, and other app servers may be reading the stale copy meanwhile).
+                now = trio.current_time()
+                await trio.sleep_until(min(self._hot_skip_until, now + self._hot_timeout))
+                await self._drop_one()
+
+    async def _drop_one(self) -> _Hot | None:
+        """Drop the hot copy of one dirty session; it stays dirty if that fails."""
+        key, hold = next(iter(self._dirty.items()))
+        del self._dirty[key]  # a session made dirty again meanwhile is dropped again
+        dropped = await self._hot(self._drop, SessionId(key), hold)
+        if dropped is None:
+            self._mark_dirty(SessionId(key), hold=hold)
+        return dropped
 
     # -- the two halves --------------------------------------------------------------------------
 
@@ -162,17 +178,15 @@ class LayeredStore(SessionStore):
     async def _hot(self, fn: Callable[..., Awaitable[T]], *args: Any, **kw: Any) -> _Hot | None:
         """Run a hot operation within ``hot_timeout``; ``None`` if it failed, whatever it
         raised, or timed out (and then skip hot for ``hot_retry`` seconds)."""
-        with trio.move_on_after(self._hot_timeout):
-            try:
+        # The try is outside the deadline's scope: a group that scope leaves (its own
+        # Cancelled stripped) is caught too.
+        try:
+            with trio.move_on_after(self._hot_timeout):
                 return _Hot(await fn(*args, **kw))
-            except SessionError:
-                pass
-            except Exception as exc:  # a hot failure never fails the call (coherence rule 4)
-                _log.warning(
-                    "the hot layer raised %s; going on without it",
-                    type(exc).__name__,
-                    exc_info=True,
-                )
+        except SessionError:
+            pass
+        except Exception as exc:  # a hot failure never fails the call (coherence rule 4)
+            _log.warning("the hot layer raised %s; going on without it", type(exc).__name__)
         self._hot_skip_until = trio.current_time() + self._hot_retry
         return None
 
@@ -203,9 +217,6 @@ class LayeredStore(SessionStore):
     ) -> None:
         """End a change in hot within ``hot_timeout``; a session whose hot copy could not be
         settled becomes dirty."""
-        if not self._hot_usable():
-            self._mark_dirty(id, hold=not known)
-            return
         settle = partial(
             self._cache.cache_settle,
             id,
@@ -223,53 +234,54 @@ class LayeredStore(SessionStore):
         id: SessionId | None,
         field: str | None,
         cold_op: Callable[[], Awaitable[T]],
-        settle: Callable[[T, int | None], Awaitable[None]],
+        settle: Callable[[T, int | None, float], Awaitable[None]],
     ) -> T:
-        """Run ``cold_op`` with the hot mark of ``id`` (``field``, or the whole session when
-        ``None``) beside it, concurrently, then end the change in hot: ``settle(result,
-        epoch)`` once cold committed (``epoch``: the mark's, or ``None`` when there was none
-        or it failed), or delete what the change affects if cold failed.
+        """Mark ``id``'s hot copy (``field``, or the whole session when ``None``), run
+        ``cold_op``, then end the change in hot: ``settle(result, epoch, started)`` once cold
+        committed (``epoch``: the mark's, ``None`` if it failed; ``started``: when the cold
+        call began), or delete what the change affects if cold failed.
 
-        Once the mark has landed, the change's entries are gone from hot and no fill can
-        bring them back before the ending: the ending then runs in the store's nursery, off
-        the caller's path (a read after the call reads cold, or here waits for it).
-        Otherwise it runs before the call returns, shielded. Either way each hot step is
-        bounded by ``hot_timeout``, and a cancellation that lands after the cold commit still
-        leaves hot coherent.
+        The mark lands before the cold write is sent: a mark that arrived after its own
+        commit could let an older value settle over a newer one. Writes never skip it, even
+        while reads skip an unreachable hot layer; it is bounded by ``hot_timeout``. Once
+        it landed, the change's entries are gone from hot and no fill is accepted before the
+        ending, so the ending runs in the store's nursery, off the caller's path (a read
+        after the call reads cold, or here waits for it); otherwise it runs before the call
+        returns. Either way it is shielded and each hot step bounded by ``hot_timeout``.
         """
         await self._wait_busy(id)
-        marked: list[int | None] = [None]
         done = self._begin(id)
-
-        async def hot_half(sid: SessionId) -> None:
-            got = await self._hot(self._cache.cache_mark, sid, field, self._hold)
-            if got is not None:
-                marked[0] = got.value
-
+        epoch: int | None = None
         failure: Exception | None = None
-        known = False  # the cold outcome is known: committed, or refused without a change
+        outcome = "untouched"  # the cold layer: untouched, committed, refused or unknown
+        started = trio.current_time()
         try:
-            async with trio.open_nursery() as nursery:
-                if id is not None and self._hot_usable():
-                    nursery.start_soon(hot_half, id)
-                try:
-                    result = await self._cold(cold_op)
-                    known = True
-                except SessionIdCollision as exc:
-                    failure, known = exc, True
-                except Exception as exc:
-                    failure = exc
+            if id is not None:
+                marked = await self._hot(self._cache.cache_mark, id, field, self._hold)
+                epoch = None if marked is None else marked.value
+            started = trio.current_time()
+            outcome = "unknown"
+            try:
+                result = await self._cold(cold_op)
+                outcome = "committed"
+            except SessionIdCollision as exc:
+                failure, outcome = exc, "refused"
+            except Exception as exc:
+                failure = exc
         finally:
-            ending: Callable[[], Awaitable[None]] | None
-            if known and failure is None:
-                ending = partial(settle, result, marked[0])
+            ending: Callable[[], Awaitable[None]] | None = None
+            if id is not None and epoch is None and outcome != "untouched":
+                # The mark failed: hot did not answer within hot_timeout. Rather than wait
+                # for it again, leave its copy to the invalidator.
+                self._mark_dirty(id, hold=outcome == "unknown")
+            elif outcome == "committed":
+                ending = partial(settle, result, epoch, started)
             elif id is not None:
-                ending = partial(self._settle, id, field, marked[0], None, known=known)
-            else:
-                ending = None
+                known = outcome != "unknown"
+                ending = partial(self._settle, id, field, epoch, None, known=known)
             if ending is None:
                 self._end(id, done)
-            elif not (marked[0] is not None and self._later(ending, id, done)):
+            elif not (epoch is not None and self._later(ending, id, done)):
                 try:
                     with trio.CancelScope(shield=True):
                         await ending()
@@ -321,24 +333,27 @@ class LayeredStore(SessionStore):
 
     # -- lifetimes in hot ----------------------------------------------------------------------
 
-    def _hot_ttl(self, remaining: int, cap: int | None) -> int:
+    def _hot_ttl(self, remaining: int, cap: int | None, since: float | None = None) -> int:
         """A hot lifetime: never persistent, never beyond ``cap``, and shorter than the cold
-        remaining (which stores round up to whole seconds, so one is taken off); ``0`` when
-        too short to cache."""
+        remaining that a cold call begun at ``since`` reported: stores round up to whole
+        seconds, and time passes until hot installs it (the call, then at most one
+        ``hot_timeout``); ``0`` when too short to cache."""
         if remaining == -1:
             return self._max_hot_ttl if cap is None or cap <= 0 else min(cap, self._max_hot_ttl)
+        if since is not None:
+            remaining -= math.ceil(trio.current_time() - since + self._hot_timeout)
         remaining -= 1
         if cap is not None and cap > 0:
             remaining = min(remaining, cap)
         return max(0, remaining)
 
-    def _snapshot(self, record: SessionRecord, asked: str) -> list[CacheEntry]:
-        """The entries a fill installs for a cold session (the asked field marked absent
-        when cold lacks it); fields about to expire are left out."""
-        session_ttl = self._hot_ttl(record.ttl, None)
+    def _snapshot(self, record: SessionRecord, asked: str, since: float) -> list[CacheEntry]:
+        """The entries a fill installs for a cold session read from ``since`` on (the asked
+        field marked absent when cold lacks it); fields about to expire are left out."""
+        session_ttl = self._hot_ttl(record.ttl, None, since)
         entries: list[CacheEntry] = []
         for name, f in record.fields.items():
-            ttl = self._hot_ttl(_lifetime(f.ttl, record.ttl), f.hot_ttl)
+            ttl = self._hot_ttl(_lifetime(f.ttl, record.ttl), f.hot_ttl, since)
             if ttl > 0:
                 entries.append(CacheEntry(name, Marker.COLD if f.hot_ttl == 0 else f.value, ttl))
         if asked not in record.fields and session_ttl > 0:
@@ -363,10 +378,11 @@ class LayeredStore(SessionStore):
         if read.value is Marker.COLD:
             return await self._cold(self.cold.get, id, field)
         # A miss: read the whole session and fill hot with it, under the lease of the miss.
+        since = trio.current_time()
         record = await self._cold(self.cold.get_all, id)
         if record is None:
             return None
-        entries = self._snapshot(record, field)
+        entries = self._snapshot(record, field, since)
         if entries:
             ttl = max(e.ttl for e in entries)
             await self._hot(self._cache.cache_fill, id, read.epoch, entries, ttl)
@@ -387,23 +403,25 @@ class LayeredStore(SessionStore):
         # A new session is marked at the id it will be created under.
         marked = write.fresh_id if write.id is None else write.id
 
-        async def settle(result: WriteResult, epoch: int | None) -> None:
+        async def settle(result: WriteResult, epoch: int | None, since: float) -> None:
             # In place, the change settles; otherwise the hot copy under the marked id is not
             # what cold holds (an unknown id, or a session that moved) and is dropped.
-            entry = self._entry(write, result) if result.id == marked else None
+            entry = self._entry(write, result, since) if result.id == marked else None
             await self._settle(marked, field, epoch, entry)
 
         return await self._change(marked, field, partial(self.cold.write, write), settle)
 
-    def _entry(self, write: Write, result: WriteResult) -> CacheEntry | None:
-        """What hot caches of a committed write, if anything."""
+    def _entry(self, write: Write, result: WriteResult, since: float) -> CacheEntry | None:
+        """What hot caches of a write committed by a cold call begun at ``since``."""
         if not result.written:
             return None
         if write.placement is Placement.COLD:
-            entry = CacheEntry(write.field, Marker.COLD, self._hot_ttl(result.ttl, None))
+            ttl = self._hot_ttl(result.ttl, None, since)
+            entry = CacheEntry(write.field, Marker.COLD, ttl)
         else:
             remaining = _lifetime(write.field_ttl, result.ttl)
-            entry = CacheEntry(write.field, write.value, self._hot_ttl(remaining, write.hot_ttl))
+            ttl = self._hot_ttl(remaining, write.hot_ttl, since)
+            entry = CacheEntry(write.field, write.value, ttl)
         return entry if entry.ttl > 0 else None
 
     async def _write_hot(self, write: Write) -> WriteResult:
@@ -420,9 +438,13 @@ class LayeredStore(SessionStore):
             done = await self._hot(put, current, create=False)
             if done is not None and done.value is None:
                 # Not cached: the session exists if cold says so (an unknown id is never
-                # adopted, in hot either).
-                if await self._cold(self.cold.get_all, current) is not None:
-                    done = await self._hot(put, current, create=True)
+                # adopted, in hot either), and the write is taken only if nothing changed the
+                # session since (a lease, as for a fill: a rename or delete may be racing).
+                read = await self._hot(self._cache.cache_read, current, write.field)
+                if read is None:
+                    done = None
+                elif await self._cold(self.cold.get_all, current) is not None:
+                    done = await self._hot(put, current, create=True, lease=read.value.epoch)
                 else:
                     current = None
             if current is not None:
@@ -434,18 +456,18 @@ class LayeredStore(SessionStore):
     async def remove(self, id: SessionId, field: str) -> Removal:
         self._check_open()
 
-        async def settle(result: Removal, epoch: int | None) -> None:
+        async def settle(result: Removal, epoch: int | None, since: float) -> None:
             if result.ttl is None:  # the session ended (or was absent)
                 await self._settle(id, None, epoch, None)
             else:
-                ttl = self._hot_ttl(result.ttl, None)
+                ttl = self._hot_ttl(result.ttl, None, since)
                 gone = CacheEntry(field, Marker.MISSING, ttl) if ttl > 0 else None
                 await self._settle(id, field, epoch, gone)
 
         return await self._change(id, field, partial(self.cold.remove, id, field), settle)
 
     async def _session_change(self, id: SessionId, cold_op: Callable[[], Awaitable[T]]) -> T:
-        async def settle(result: T, epoch: int | None) -> None:
+        async def settle(result: T, epoch: int | None, since: float) -> None:
             await self._settle(id, None, epoch, None)
 
         return await self._change(id, None, cold_op, settle)

@@ -321,11 +321,18 @@ DECLARE
 BEGIN
   IF p_id IS NOT NULL THEN
     -- Lock the session row and see whether it is live, in one statement. A dead row is left
-    -- to the sweep, unless p_fresh = p_id takes it over below.
+    -- to the sweep.
     SELECT s.expires_at > now() AND EXISTS (
         SELECT 1 FROM {fields} f WHERE f.session_id = p_id
           AND (f.expires_at IS NULL OR f.expires_at > now()))
       INTO v_has FROM {sessions} s WHERE s.id = p_id FOR UPDATE;
+    IF NOT coalesce(v_has, false) THEN
+      -- An id the store does not hold is never adopted: nothing is written (ttl NULL), and
+      -- the caller creates the session again under a wholly fresh id.
+      written := false;
+      moved := false;
+      RETURN;
+    END IF;
   END IF;
   IF NOT coalesce(v_has, false) THEN
     -- A new session at p_fresh: insert its row, or take over a dead row found there.
@@ -341,10 +348,9 @@ BEGIN
       IF NOT {live}(p_fresh) THEN
         DELETE FROM {sessions} WHERE id = p_fresh;  -- dead, and locked by us
         INSERT INTO {sessions} (id, expires_at) VALUES (p_fresh, now());
-      ELSIF p_fresh IS DISTINCT FROM p_id THEN
+      ELSE
         RAISE EXCEPTION 'the new session id is already in use' USING ERRCODE = '{collision}';
       END IF;
-      -- (or a write at exactly p_id found it made live meanwhile: it writes into it)
       v_key := p_fresh;
       EXIT;
     END LOOP;

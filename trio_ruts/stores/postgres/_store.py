@@ -420,6 +420,9 @@ class PostgresStore(SessionStore):
             write.rename,
             _clamp(write.hot_ttl),
         )
+        if ttl is None:
+            assert write.id is not None
+            return WriteResult(False, write.id, 0, absent=True)
         target = write.fresh_id if moved or write.id is None else write.id
         return WriteResult(bool(written), target, int(ttl))
 

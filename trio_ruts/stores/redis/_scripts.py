@@ -102,8 +102,10 @@ local f, value, nx = ARGV[2], ARGV[3], ARGV[4] == '1'
 local fttl, kttl = tonumber(ARGV[5]) or 0, tonumber(ARGV[6])
 local rename, hot, has_id = ARGV[7] == '1', ARGV[8], ARGV[9] == '1'
 
--- has_id with cur == fresh: write at exactly that id, whether or not it exists.
+-- An id the store does not hold is never adopted: nothing is written (ttl -3), and the
+-- caller creates the session again under a wholly fresh id.
 local has = has_id and live(cur) > 0
+if has_id and not has then return {0, 0, -3} end
 if (rename or not has) and live(fresh) > 0 then
   return redis.error_reply('COLLISION the new session id is already in use')
 end
@@ -376,6 +378,11 @@ for _, name in ipairs(redis.call('HKEYS', key)) do
   if string.byte(name, 1) ~= 0 then held = true break end
 end
 if ARGV[6] ~= '1' and not held then return -1 end
+if ARGV[7] ~= '' then
+  -- Under a lease: only if nothing changed the session since it was taken.
+  local count, _, epoch = state(key, now_ms())
+  if epoch ~= tonumber(ARGV[7]) or count > 0 then return 0 end
+end
 if ARGV[5] == '1' and redis.call('HEXISTS', key, f) == 1 then return 0 end
 put(key, f, 'v', ARGV[3], tonumber(ARGV[4]), now_ms())
 return 1

@@ -253,6 +253,9 @@ class RedisStore(SessionStore, HotLayer):
             b"0" if write.id is None else b"1",
         )
         written, moved, ttl = await self._run(scripts.WRITE, (current, fresh), args, False)
+        if ttl == -3:
+            assert write.id is not None
+            return WriteResult(False, write.id, 0, absent=True)
         target = write.fresh_id if moved or write.id is None else write.id
         return WriteResult(bool(written), target, int(ttl))
 
@@ -315,7 +318,13 @@ class RedisStore(SessionStore, HotLayer):
         return bool(await self._run(scripts.CACHE_FILL, (self.key(id),), args, False))
 
     async def cache_put(
-        self, id: SessionId, entry: CacheEntry, *, only_if_absent: bool, create: bool
+        self,
+        id: SessionId,
+        entry: CacheEntry,
+        *,
+        only_if_absent: bool,
+        create: bool,
+        lease: int | None = None,
     ) -> bool | None:
         assert isinstance(entry.value, bytes)
         args = (
@@ -324,6 +333,7 @@ class RedisStore(SessionStore, HotLayer):
             entry.ttl,
             b"1" if only_if_absent else b"0",
             b"1" if create else b"0",
+            b"" if lease is None else lease,
         )
         done = await self._run(scripts.CACHE_PUT, (self.key(id),), args, False)
         return None if done == -1 else bool(done)
