@@ -15,13 +15,14 @@ from ._errors import (
     SerializationError,
     SessionIdCollision,
     SessionStateError,
+    StoreError,
     StoreTimeout,
 )
 from ._ids import SessionId
 from ._limits import MAX_TTL
 from ._map import SessionMap, decode
 from ._serializers import CborSerializer, Serializer
-from ._store import Placement, SessionStore, Write
+from ._store import Placement, Removal, SessionStore, Write
 from ._strategy import unwrap
 
 T = TypeVar("T")
@@ -365,10 +366,40 @@ class Session:
         Returns:
             ``True`` if the field existed; a missing field changes nothing.
         """
+        removal = await self._remove(field)
+        return removal is not None and removal.removed
+
+    async def pop(self, field: str, default: Any = None) -> Any:
+        """Remove ``field`` and return its value, in one atomic store step: of concurrent
+        pops of one field (flash messages), exactly one gets the value. Cookie rules as for
+        :meth:`remove`: popping the last field ends the session and clears the cookie.
+
+        Returns:
+            The removed value, or ``default`` when the session or field is absent (and then
+            nothing changes).
+
+        Raises:
+            SerializationError: the stored bytes cannot be decoded (names the field); the
+                field is removed nevertheless.
+
+        Cancellation: the field is either removed (its value lost to this caller) or untouched.
+        """
+        removal = await self._remove(field)
+        if removal is None or not removal.removed:
+            return default
+        if removal.value is None:
+            raise StoreError(
+                f"{type(self._store).__name__} removed field {field!r} but did not return its "
+                f"value: the store must fill Removal.value to support pop()"
+            )
+        return decode(self._serializer, field, removal.value)
+
+    async def _remove(self, field: str) -> Removal | None:
+        """Remove ``field`` and update the id and cookie; ``None`` when there is no session."""
         check_field(field)
         if self._id is None:
             await trio.lowlevel.checkpoint()
-            return False
+            return None
         if self._unsettled is not None:
             await self._settle()
         removal = await self._store.remove(self._id, field)
@@ -378,7 +409,7 @@ class Session:
         elif removal.removed:
             self._verified = True
             self._mark_set(removal.ttl)
-        return removal.removed
+        return removal
 
     async def delete(self) -> bool:
         """Delete the whole session and clear the cookie; a later write starts a new session

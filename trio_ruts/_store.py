@@ -120,10 +120,13 @@ class Removal:
         removed: the field existed and is gone.
         ttl: the session's remaining lifetime, or ``None`` if the session no longer exists
             (it was absent, or its last field was removed).
+        value: the removed field's value (``None`` when nothing was removed), read in the
+            same atomic step, so that ``Session.pop`` hands it to exactly one caller.
     """
 
     removed: bool
     ttl: int | None
+    value: bytes | None = None
 
 
 @dataclass(slots=True)
@@ -317,7 +320,8 @@ class SessionStore(abc.ABC):
 
     @abc.abstractmethod
     async def remove(self, id: SessionId, field: str) -> Removal:
-        """Remove one field; removing the last live field ends the session."""
+        """Remove one field; removing the last live field ends the session. The result
+        carries the removed value (``Removal.value``)."""
 
     @abc.abstractmethod
     async def delete(self, id: SessionId) -> bool:

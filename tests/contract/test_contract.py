@@ -233,6 +233,83 @@ async def test_remove_last_field_ends_session(store: SessionStore, clock: Any) -
     assert await store.get_all(sid) is None
 
 
+async def test_pop_returns_and_removes(store: SessionStore, clock: Any) -> None:
+    sid = await make(store, flash="saved", b=2)
+    s = new(store, sid)
+    assert await s.pop("flash") == "saved"
+    assert s.cookie_change is CookieChange.SET
+    assert await s.get("flash") is None
+    assert await new(store, sid).get("flash", "gone") == "gone"
+    assert await s.get("b") == 2
+
+
+async def test_pop_missing_field_returns_default_and_changes_nothing(
+    store: SessionStore, clock: Any
+) -> None:
+    sid = await make(store, a=1)
+    s = new(store, sid)
+    assert await s.pop("nope") is None
+    assert await s.pop("nope", "dflt") == "dflt"
+    assert s.cookie_change is CookieChange.NONE
+    assert await s.get("a") == 1
+    assert await new(store).pop("a", 7) == 7
+    unknown = new(store, SessionId.generate())
+    assert await unknown.pop("a", 8) == 8
+    assert unknown.cookie_change is CookieChange.NONE
+
+
+async def test_pop_last_field_ends_session(store: SessionStore, clock: Any) -> None:
+    sid = await make(store, flash=[1, "x"])
+    s = new(store, sid)
+    assert await s.pop("flash") == [1, "x"]
+    assert s.id is None
+    assert s.cookie_change is CookieChange.CLEAR
+    assert "Max-Age=0" in (s.cookie_header() or "")
+    assert await store.get_all(sid) is None
+
+
+async def test_pop_of_an_expired_field_returns_default(store: SessionStore, clock: Any) -> None:
+    sid = await make(store, keep=1)
+    s = new(store, sid)
+    await s.update("flash", "old", ttl=1)
+    await pass_time(1.5)
+    assert await s.pop("flash", "none") == "none"
+    assert await s.get("keep") == 1
+
+
+async def test_store_remove_returns_the_value(store: SessionStore, clock: Any) -> None:
+    sid = await make(store, a=1, b=2)
+    removal = await store.remove(sid, "a")
+    assert removal.removed
+    assert removal.value == CborSerializer().dumps(1)
+    missing = await store.remove(sid, "a")
+    assert not missing.removed
+    assert missing.value is None
+    last = await store.remove(sid, "b")
+    assert last.removed
+    assert last.ttl is None
+    assert last.value == CborSerializer().dumps(2)
+
+
+async def test_concurrent_pops_hand_the_value_to_exactly_one(
+    store: SessionStore, clock: Any
+) -> None:
+    sid = await make(store, keep=0)
+    for round in range(3):
+        await new(store, sid).update("flash", f"hello {round}")
+        got: list[Any] = []
+
+        async def pop_one(into: list[Any]) -> None:
+            into.append(await new(store, sid).pop("flash"))
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(50):
+                nursery.start_soon(pop_one, got)
+        assert len(got) == 50
+        assert [g for g in got if g is not None] == [f"hello {round}"]
+        assert await new(store, sid).get("flash") is None
+
+
 async def test_delete(store: SessionStore, clock: Any) -> None:
     sid = await make(store, a=1, b=2)
     s = new(store, sid)

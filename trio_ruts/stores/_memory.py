@@ -220,11 +220,12 @@ class MemoryStore(SessionStore, HotLayer):
         entry = self._live(id.bytes, now)
         if entry is None:
             return Removal(False, None)
-        removed = entry.fields.pop(field, None) is not None
+        found = entry.fields.pop(field, None)
+        value = None if found is None else found.value
         if not entry.fields:
             del self._sessions[id.bytes]
-            return Removal(removed, None)
-        return Removal(removed, _remaining(now, entry.expires))
+            return Removal(found is not None, None, value)
+        return Removal(found is not None, _remaining(now, entry.expires), value)
 
     async def delete(self, id: SessionId) -> bool:
         self._check_open()

@@ -456,6 +456,33 @@ BEGIN
 END $$;
 """
 
+# Version 4: atomic field operations. The remove returns the removed value (for pop). A
+# function's OUT parameters cannot change with CREATE OR REPLACE: it is dropped and created
+# again under the same name, inside the migration's transaction.
+_REMOVE_V4 = """
+DROP FUNCTION {remove}(bytea, text);
+CREATE FUNCTION {remove}(p_id bytea, p_field text,
+  OUT removed boolean, OUT ttl integer, OUT value bytea)
+LANGUAGE plpgsql AS $$
+DECLARE v_exp timestamptz;
+BEGIN
+  SELECT expires_at INTO v_exp FROM {sessions} WHERE id = p_id FOR UPDATE;
+  IF NOT FOUND OR NOT {live}(p_id) THEN
+    removed := false;
+    RETURN;
+  END IF;
+  DELETE FROM {fields} f WHERE f.session_id = p_id AND f.field = p_field
+    AND (f.expires_at IS NULL OR f.expires_at > now())
+    RETURNING f.value INTO value;
+  removed := FOUND;
+  IF {live}(p_id) THEN
+    ttl := {ttl}(v_exp);
+  ELSE
+    DELETE FROM {sessions} WHERE id = p_id;
+  END IF;
+END $$;
+"""
+
 _TABLES = """
 CREATE TABLE {sessions} (
   id bytea NOT NULL,
@@ -516,6 +543,7 @@ MIGRATIONS: Final = {
     1: [_TABLES, _LIVE, _TTL, _WRITE, _REMOVE, _DELETE, _EXPIRE, _RENAME, _DELETE_EXPIRED],
     2: [_WRITE_V2],
     3: [_WRITE_V3, _RENAME_V3, _DELETE_V3, _DELETE_EXPIRED_V3],
+    4: [_REMOVE_V4],
 }
 LATEST: Final = max(MIGRATIONS)
 
@@ -544,7 +572,7 @@ class Queries:
             f"AND (f.expires_at IS NULL OR f.expires_at > now())"
         )
         self.write = f"SELECT * FROM {m['write']}($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-        self.remove = f"SELECT * FROM {m['remove']}($1, $2)"
+        self.remove = f"SELECT removed, ttl, value FROM {m['remove']}($1, $2)"
         self.delete = f"SELECT {m['delete']}($1)"
         self.expire = f"SELECT {m['expire']}($1, $2)"
         self.rename = f"SELECT {m['rename']}($1, $2)"

@@ -427,8 +427,8 @@ class PostgresStore(SessionStore):
         return WriteResult(bool(written), target, int(ttl))
 
     async def remove(self, id: SessionId, field: str) -> Removal:
-        removed, ttl = await self._call("fetchrow", self._queries.remove, id.bytes, field)
-        return Removal(bool(removed), ttl)
+        removed, ttl, value = await self._call("fetchrow", self._queries.remove, id.bytes, field)
+        return Removal(bool(removed), ttl, value)
 
     async def delete(self, id: SessionId) -> bool:
         return bool(await self._call("fetchval", self._queries.delete, id.bytes))

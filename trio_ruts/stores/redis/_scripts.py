@@ -205,7 +205,9 @@ return out
 _REMOVE = r"""
 local key, f = KEYS[1], ARGV[2]
 if live(key) == 0 then return {0, -2} end
-local existed = redis.call('HEXISTS', key, f)
+-- live() dropped expired fields (HEXPIRE drops them itself): what HGET finds is live.
+local value = redis.call('HGET', key, f)
+local existed = value and 1 or 0
 redis.call('HDEL', key, f, '\0e:' .. f, '\0h:' .. f)
 -- Was it the last field? (live() trusts the key's existence until a field lifetime ends.)
 local left = false
@@ -214,9 +216,9 @@ for _, name in ipairs(redis.call('HKEYS', key)) do
 end
 if not left or live(key) == 0 then
   redis.call('DEL', key)
-  return {existed, -2}
+  return {existed, -2, value}
 end
-return {existed, redis.call('TTL', key)}
+return {existed, redis.call('TTL', key), value}
 """
 
 _DELETE = r"""

@@ -260,8 +260,10 @@ class RedisStore(SessionStore, HotLayer):
         return WriteResult(bool(written), target, int(ttl))
 
     async def remove(self, id: SessionId, field: str) -> Removal:
-        existed, ttl = await self._run(scripts.REMOVE, (self.key(id),), (field,), False)
-        return Removal(bool(existed), None if ttl == -2 else int(ttl))
+        reply = await self._run(scripts.REMOVE, (self.key(id),), (field,), False)
+        existed, ttl = reply[0], reply[1]
+        value = reply[2] if len(reply) > 2 else None  # a false Lua value ends the array
+        return Removal(bool(existed), None if ttl == -2 else int(ttl), value if existed else None)
 
     async def delete(self, id: SessionId) -> bool:
         return bool(await self._run(scripts.DELETE, (self.key(id),), (), False))
