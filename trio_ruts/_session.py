@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from functools import partial
 from typing import Any, Final, TypeVar
 
 import trio
@@ -264,8 +265,64 @@ class Session:
         """
         return await self._write(field, value, ttl, only_if_absent=False)
 
+    async def update_if(
+        self, field: str, expected: Any, value: Any, ttl: int | None = None
+    ) -> bool:
+        """Set ``field`` to ``value`` only if its current value equals ``expected``, in one
+        atomic store step (compare and set): of concurrent calls expecting the same value,
+        exactly one writes.
+
+        Args:
+            field: the field name.
+            expected: the value the field must hold, compared as encoded by the session's
+                serializer (byte for byte: ``1`` and ``1.0`` differ under CBOR). An absent
+                field matches nothing.
+            value: the new value, or a layered strategy (``WriteThrough``, ``HotOnly``,
+                ``ColdOnly``).
+            ttl: as for :meth:`update`, except that ``0`` is refused.
+
+        Returns:
+            ``True`` if the field was written. Without a session, or with an id the store
+            does not hold, nothing is written and no session is created.
+
+        Raises:
+            InvalidField: ``ttl=0``, or a ``HotOnly`` value.
+            SerializationError: ``expected`` or ``value`` cannot be encoded.
+
+        Cancellation: the field is either written or untouched. A pending rename
+        (:meth:`prepare_regenerate`) is consumed as by :meth:`update`, written or not.
+        """
+        check_field(field)
+        if check_ttl(ttl) == 0:
+            raise InvalidField("update_if() takes no ttl=0: use pop() or remove() to remove")
+        if unwrap(value)[1] is Placement.HOT:
+            raise InvalidField(
+                "update_if() compares with the durable value: HotOnly values cannot take part"
+            )
+        old = self._encode(field, expected)
+        if self._id is None:  # no session: the field is absent
+            await trio.lowlevel.checkpoint()
+            return False
+        return await self._write(field, value, ttl, only_if_absent=False, expected=old)
+
+    def _encode(self, field: str, plain: Any) -> bytes:
+        try:
+            return self._serializer.dumps(plain)
+        except Exception as exc:
+            raise SerializationError(
+                f"field {field!r}: {type(plain).__name__} value cannot be encoded by "
+                f"{self._serializer!r} ({exc})",
+                field=field,
+            ) from exc
+
     async def _write(
-        self, field: str, value: Any, ttl: int | None, *, only_if_absent: bool
+        self,
+        field: str,
+        value: Any,
+        ttl: int | None,
+        *,
+        only_if_absent: bool,
+        expected: bytes | None = None,
     ) -> bool:
         check_field(field)
         ttl = check_ttl(ttl)
@@ -277,56 +334,48 @@ class Session:
         pending = self._pending
         try:
             plain, placement, hot_ttl = unwrap(value)
-            try:
-                data = self._serializer.dumps(plain)
-            except Exception as exc:
-                raise SerializationError(
-                    f"field {field!r}: {type(plain).__name__} value cannot be encoded by "
-                    f"{self._serializer!r} ({exc})",
-                    field=field,
-                ) from exc
+            data = self._encode(field, plain)
+            write = partial(
+                Write,
+                field=field,
+                value=data,
+                only_if_absent=only_if_absent,
+                field_ttl=ttl,
+                key_ttl=self._cookie.max_age,
+                hot_ttl=hot_ttl,
+                placement=placement,
+                expected=expected,
+            )
             if self._verified and pending is None:
-                return await self._write_once(field, data, ttl, only_if_absent, placement, hot_ttl)
+                return await self._write_once(write)
             # The id may change (new session, unknown id, pending rename): one at a time, so
             # that concurrent first writes land in one session instead of minting one each.
             async with self._lock():
                 if self._unsettled is not None:
                     await self._settle_locked()
-                return await self._write_once(field, data, ttl, only_if_absent, placement, hot_ttl)
+                return await self._write_once(write)
         finally:
             # Consumed or failed, a pending id is used once; a newer one set meanwhile stays.
             if pending is not None and self._pending is pending:
                 self._pending = None
 
-    async def _write_once(
-        self,
-        field: str,
-        data: bytes,
-        ttl: int | None,
-        only_if_absent: bool,
-        placement: Placement,
-        hot_ttl: int | None,
-    ) -> bool:
+    async def _write_once(self, make: Callable[..., Write]) -> bool:
+        """Send the write that ``make`` builds, given the ids, for the session's current id."""
         pending = self._pending
         if pending is not None or self._id is None:
             self._check_not_frozen()
-        write = Write(
+        write = make(
             id=self._id,
             fresh_id=pending if pending is not None else self._fresh_id(),
-            field=field,
-            value=data,
-            only_if_absent=only_if_absent,
-            field_ttl=ttl,
-            key_ttl=self._cookie.max_age,
             rename=pending is not None and self._id is not None,
-            hot_ttl=hot_ttl,
-            placement=placement,
         )
         try:
             if write.rename:
                 result = await self._shielded(write.fresh_id, lambda: self._store.write(write))
             else:
                 result = await self._store.write(write)
+            if result.absent and write.expected is not None:
+                return False  # an unknown id holds no field to compare: nothing is created
             if result.absent:
                 # The store does not hold the client's id: start the session under a wholly
                 # fresh id (no bit of an id the client chose reaches a real one). This second

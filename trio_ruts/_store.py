@@ -80,6 +80,10 @@ class Write:
             means "never cache this field hot". Other stores keep it, so that they can act
             as the cold layer, and otherwise ignore it.
         placement: for layered stores, which layers receive the write.
+        expected: compare and set (``update_if``): when not ``None``, write only if the
+            field's current live value equals these bytes exactly; otherwise nothing is
+            written (``written=False``; a ``rename`` still happens). With ``id=None`` the
+            field is absent, so nothing is written.
     """
 
     id: SessionId | None
@@ -92,6 +96,7 @@ class Write:
     rename: bool = False
     hot_ttl: int | None = None
     placement: Placement = Placement.BOTH
+    expected: bytes | None = None
 
 
 @dataclass(slots=True)
@@ -99,8 +104,8 @@ class WriteResult:
     """What a write did.
 
     Attributes:
-        written: the field was written (``False``: ``only_if_absent`` found it present, or
-            the session is ``absent``).
+        written: the field was written (``False``: ``only_if_absent`` found it present,
+            ``expected`` did not match, or the session is ``absent``).
         id: the id the session lives under after the call.
         ttl: the session's remaining lifetime after the call (seconds, or ``-1``).
         absent: the store does not hold ``Write.id``; nothing was written.

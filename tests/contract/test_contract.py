@@ -202,6 +202,79 @@ async def test_store_write_refuses_taken_fresh_id(store: SessionStore, clock: An
     assert await new(store, taken).get("owner") == "victim"
 
 
+# -- update_if ----------------------------------------------------------------------------------
+
+
+async def test_update_if_writes_only_on_a_match(store: SessionStore, clock: Any) -> None:
+    sid = await make(store, state="draft", other=1)
+    s = new(store, sid)
+    assert await s.update_if("state", "published", "archived") is False
+    assert s.cookie_change is CookieChange.NONE
+    assert await s.get("state") == "draft"
+    assert await s.update_if("state", "draft", "published") is True
+    assert s.cookie_change is CookieChange.SET
+    assert await new(store, sid).get("state") == "published"
+    assert await s.update_if("missing", None, 1) is False  # absent matches nothing
+    assert await s.get("missing") is None
+    assert await s.update_if("state", "published", {"v": [1]}, ttl=1) is True
+    await pass_time(1.5)
+    assert await s.get("state") is None
+    assert await s.update_if("state", {"v": [1]}, "again") is False  # expired: absent
+
+
+async def test_update_if_compares_encoded_bytes(store: SessionStore, clock: Any) -> None:
+    sid = await make(store, n=1)
+    s = new(store, sid)
+    assert await s.update_if("n", 1.0, 2) is False  # CBOR encodes 1.0 and 1 differently
+    assert await s.update_if("n", 1, 2) is True
+    assert await s.get("n") == 2
+
+
+async def test_update_if_creates_nothing(store: SessionStore, clock: Any) -> None:
+    s = new(store)
+    assert await s.update_if("a", 1, 2) is False
+    assert s.id is None
+    assert s.cookie_change is CookieChange.NONE
+    claimed = SessionId.generate()
+    s = new(store, claimed)
+    assert await s.update_if("a", 1, 2) is False
+    assert s.cookie_change is CookieChange.NONE
+    assert await store.get_all(claimed) is None
+    with pytest.raises(InvalidField):
+        await new(store).update_if("a", 1, 2, ttl=0)
+    with pytest.raises(InvalidField, match="HotOnly"):
+        await new(store).update_if("a", 1, HotOnly(2))
+
+
+async def test_update_if_consumes_a_pending_rename(store: SessionStore, clock: Any) -> None:
+    sid = await make(store, state="a")
+    s = new(store, sid)
+    pending = s.prepare_regenerate()
+    assert await s.update_if("state", "zzz", "b") is False
+    assert s.id == pending
+    assert await store.get_all(sid) is None
+    pending = s.prepare_regenerate()
+    assert await s.update_if("state", "a", "b") is True
+    assert s.id == pending
+    assert await new(store, pending).get("state") == "b"
+
+
+async def test_update_if_races_have_one_winner_per_round(store: SessionStore, clock: Any) -> None:
+    sid = await make(store, version=0)
+    for round in range(20):
+        wins: list[int] = []
+
+        async def contend(i: int, into: list[int], expected: int) -> None:
+            if await new(store, sid).update_if("version", expected, expected + 1):
+                into.append(i)
+
+        async with trio.open_nursery() as nursery:
+            for i in range(10):
+                nursery.start_soon(contend, i, wins, round)
+        assert len(wins) == 1, wins
+        assert await new(store, sid).get("version") == round + 1
+
+
 # -- remove / delete ----------------------------------------------------------------------------
 
 

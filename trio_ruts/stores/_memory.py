@@ -163,7 +163,11 @@ class MemoryStore(SessionStore, HotLayer):
             target = id
         entry = _Session(now) if found is None else found
         fields = entry.fields
-        written = not (write.only_if_absent and write.field in fields)
+        if write.expected is not None:
+            current = fields.get(write.field)
+            written = current is not None and current.value == write.expected
+        else:
+            written = not (write.only_if_absent and write.field in fields)
         if written:
             expires = _expiry(now, write.key_ttl)
             if write.field_ttl is None:  # the field lives with the session
@@ -175,7 +179,7 @@ class MemoryStore(SessionStore, HotLayer):
                 expires = max(expires, own)
             if expires > entry.expires:
                 entry.expires = expires
-        if refile:
+        if refile and fields:  # (a compare and set on no session creates none)
             if key is not None:
                 self._sessions.pop(key, None)
             self._sessions[target.bytes] = entry

@@ -456,7 +456,8 @@ BEGIN
 END $$;
 """
 
-# Version 4: atomic field operations. The remove returns the removed value (for pop). A
+# Version 4: atomic field operations. The remove returns the removed value (for pop); the
+# write takes an expected value (compare and set, for update_if). A
 # function's OUT parameters cannot change with CREATE OR REPLACE: it is dropped and created
 # again under the same name, inside the migration's transaction.
 _REMOVE_V4 = """
@@ -479,6 +480,105 @@ BEGIN
     ttl := {ttl}(v_exp);
   ELSE
     DELETE FROM {sessions} WHERE id = p_id;
+  END IF;
+END $$;
+"""
+
+_WRITE_V4 = """
+DROP FUNCTION {write}(bytea, bytea, text, bytea, boolean, integer, integer, boolean, integer);
+CREATE FUNCTION {write}(
+  p_id bytea, p_fresh bytea, p_field text, p_value bytea, p_nx boolean, p_fttl integer,
+  p_kttl integer, p_rename boolean, p_hot integer, p_expected bytea DEFAULT NULL,
+  OUT written boolean, OUT moved boolean, OUT ttl integer)
+LANGUAGE plpgsql AS $$
+DECLARE
+  v_key bytea;
+  v_has boolean;
+  v_fexp timestamptz;
+BEGIN
+  IF p_id IS NOT NULL THEN
+    -- Lock the session row and see whether it is live, in one statement. A dead row is left
+    -- to the sweep.
+    SELECT s.expires_at > now() AND EXISTS (
+        SELECT 1 FROM {fields} f WHERE f.session_id = p_id
+          AND (f.expires_at IS NULL OR f.expires_at > now()))
+      INTO v_has FROM {sessions} s WHERE s.id = p_id FOR UPDATE;
+    IF NOT coalesce(v_has, false) THEN
+      -- An id the store does not hold is never adopted: nothing is written (ttl NULL), and
+      -- the caller creates the session again under a wholly fresh id.
+      written := false;
+      moved := false;
+      RETURN;
+    END IF;
+  END IF;
+  IF NOT coalesce(v_has, false) THEN
+    -- A new session at p_fresh: insert its row, or take over a dead row found there.
+    FOR attempt IN 1..10 LOOP
+      INSERT INTO {sessions} (id, expires_at) VALUES (p_fresh, now())
+        ON CONFLICT (id) DO NOTHING;
+      IF FOUND THEN
+        v_key := p_fresh;
+        EXIT;
+      END IF;
+      PERFORM 1 FROM {sessions} WHERE id = p_fresh FOR UPDATE;
+      CONTINUE WHEN NOT FOUND;  -- deleted since the INSERT saw it: claim again
+      IF NOT {live}(p_fresh) THEN
+        DELETE FROM {sessions} WHERE id = p_fresh;  -- dead, and locked by us
+        INSERT INTO {sessions} (id, expires_at) VALUES (p_fresh, now());
+      ELSE
+        RAISE EXCEPTION 'the new session id is already in use' USING ERRCODE = '{collision}';
+      END IF;
+      v_key := p_fresh;
+      EXIT;
+    END LOOP;
+    IF v_key IS NULL THEN
+      RAISE EXCEPTION 'the new session id is already in use' USING ERRCODE = '{collision}';
+    END IF;
+  ELSIF p_rename THEN
+    PERFORM 1 FROM {sessions} WHERE id = p_fresh FOR UPDATE;
+    IF FOUND THEN
+      IF {live}(p_fresh) THEN
+        RAISE EXCEPTION 'the new session id is already in use' USING ERRCODE = '{collision}';
+      END IF;
+      DELETE FROM {sessions} WHERE id = p_fresh;  -- dead, and locked by us
+    END IF;
+    UPDATE {sessions} SET id = p_fresh WHERE id = p_id;
+    v_key := p_fresh;
+  ELSE
+    v_key := p_id;
+  END IF;
+  moved := v_key IS DISTINCT FROM p_id;
+  v_fexp := CASE WHEN p_fttl IS NULL THEN NULL
+                 WHEN p_fttl = -1 THEN 'infinity'::timestamptz
+                 ELSE now() + make_interval(secs => p_fttl) END;
+  IF p_nx THEN
+    -- An expired field still in the table counts as absent.
+    DELETE FROM {fields} WHERE session_id = v_key AND field = p_field AND expires_at <= now();
+    INSERT INTO {fields} (session_id, field, value, expires_at, hot_ttl)
+    VALUES (v_key, p_field, p_value, v_fexp, p_hot) ON CONFLICT DO NOTHING;
+    written := FOUND;
+  ELSIF p_expected IS NOT NULL THEN
+    -- Compare and set: only a live field whose bytes equal p_expected (the session row's
+    -- lock serializes this with every other change of the session).
+    UPDATE {fields} f SET value = p_value, expires_at = v_fexp, hot_ttl = p_hot
+      WHERE f.session_id = v_key AND f.field = p_field AND f.value = p_expected
+        AND (f.expires_at IS NULL OR f.expires_at > now());
+    written := FOUND;
+  ELSE
+    INSERT INTO {fields} (session_id, field, value, expires_at, hot_ttl)
+    VALUES (v_key, p_field, p_value, v_fexp, p_hot)
+    ON CONFLICT (session_id, field) DO UPDATE
+      SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at, hot_ttl = EXCLUDED.hot_ttl;
+    written := true;
+  END IF;
+  IF written THEN
+    -- Never shorter than max(current, default, field ttl); -1 anywhere persists the session.
+    UPDATE {sessions} SET expires_at = greatest(expires_at,
+        CASE WHEN p_kttl = -1 OR p_fttl = -1 THEN 'infinity'::timestamptz
+             ELSE now() + make_interval(secs => greatest(p_kttl, coalesce(p_fttl, 0))) END)
+      WHERE id = v_key RETURNING {ttl}(expires_at) INTO ttl;
+  ELSE
+    SELECT {ttl}(expires_at) INTO ttl FROM {sessions} WHERE id = v_key;
   END IF;
 END $$;
 """
@@ -543,7 +643,7 @@ MIGRATIONS: Final = {
     1: [_TABLES, _LIVE, _TTL, _WRITE, _REMOVE, _DELETE, _EXPIRE, _RENAME, _DELETE_EXPIRED],
     2: [_WRITE_V2],
     3: [_WRITE_V3, _RENAME_V3, _DELETE_V3, _DELETE_EXPIRED_V3],
-    4: [_REMOVE_V4],
+    4: [_REMOVE_V4, _WRITE_V4],
 }
 LATEST: Final = max(MIGRATIONS)
 
@@ -571,7 +671,9 @@ class Queries:
             f"WHERE s.id = $1 AND s.expires_at > now() "
             f"AND (f.expires_at IS NULL OR f.expires_at > now())"
         )
-        self.write = f"SELECT * FROM {m['write']}($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        self.write = (
+            f"SELECT written, moved, ttl FROM {m['write']}($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        )
         self.remove = f"SELECT removed, ttl, value FROM {m['remove']}($1, $2)"
         self.delete = f"SELECT {m['delete']}($1)"
         self.expire = f"SELECT {m['expire']}($1, $2)"

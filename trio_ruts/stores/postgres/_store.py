@@ -419,6 +419,7 @@ class PostgresStore(SessionStore):
             _clamp(write.key_ttl),
             write.rename,
             _clamp(write.hot_ttl),
+            write.expected,
         )
         if ttl is None:
             assert write.id is not None

@@ -101,6 +101,8 @@ local cur, fresh = KEYS[1], KEYS[2]
 local f, value, nx = ARGV[2], ARGV[3], ARGV[4] == '1'
 local fttl, kttl = tonumber(ARGV[5]) or 0, tonumber(ARGV[6])
 local rename, hot, has_id = ARGV[7] == '1', ARGV[8], ARGV[9] == '1'
+-- Compare and set: ARGV[10] is '1' when ARGV[11] holds the bytes the field must have.
+local cas, expected = ARGV[10] == '1', ARGV[11]
 
 -- An id the store does not hold is never adopted: nothing is written (ttl -3), and the
 -- caller creates the session again under a wholly fresh id.
@@ -114,8 +116,16 @@ if has then
   if rename then redis.call('RENAME', cur, fresh) else key = cur end
 end
 
+-- live() dropped expired fields (HEXPIRE drops them itself): what HEXISTS and HGET see is
+-- live.
+local skip
+if cas then
+  skip = redis.call('HGET', key, f) ~= expected
+else
+  skip = nx and redis.call('HEXISTS', key, f) == 1
+end
 local written = 0
-if not (nx and redis.call('HEXISTS', key, f) == 1) then
+if not skip then
   written = 1
   local e, h = '\0e:' .. f, '\0h:' .. f
   -- HSET gives each field it overwrites a clean slate (an overwritten field loses its

@@ -251,6 +251,8 @@ class RedisStore(SessionStore, HotLayer):
             b"1" if write.rename else b"0",
             b"" if write.hot_ttl is None else write.hot_ttl,
             b"0" if write.id is None else b"1",
+            b"0" if write.expected is None else b"1",
+            b"" if write.expected is None else write.expected,
         )
         written, moved, ttl = await self._run(scripts.WRITE, (current, fresh), args, False)
         if ttl == -3:
