@@ -281,8 +281,20 @@ class RedisStore(SessionStore, HotLayer):
     # -- the hot-layer protocol (see trio_ruts._cache) ---------------------------------------
 
     async def cache_read(self, id: SessionId, field: str) -> CacheRead:
-        args = (field, _seed(), _ms(_STATE_TTL))
-        reply = await self._run(scripts.CACHE_READ, (self.key(id),), args, False)
+        key = self.key(id)
+        reply = None
+        if self._native == b"1":
+            # Fields expire by themselves: a plain HMGET answers hits and most misses; only a
+            # miss on a session without protocol state needs the script (to start one).
+            self._check_open()
+            command = ("HMGET", key, field, b"\0x:" + field.encode(), b"\0v")
+            reply = await self._transport.execute(key, command, idempotent=True)
+            self._raise_for(reply, "read the cache")
+            if reply[0] is None and reply[1] is None and reply[2] is None:
+                reply = None
+        if reply is None:
+            args = (field, _seed(), _ms(_STATE_TTL))
+            reply = await self._run(scripts.CACHE_READ, (key,), args, False)
         value, marker, epoch = reply
         if value is None and marker is not None:
             value = Marker(marker.decode())
