@@ -105,6 +105,8 @@ CALLS: dict[str, Callable[[Session], Awaitable[Any]]] = {
     "pop-missing": lambda s: s.pop("zzz"),
     "update_if": lambda s: s.update_if("a", 1, 2),
     "update_if-mismatch": lambda s: s.update_if("a", 5, 2),
+    "incr": lambda s: s.incr("a"),
+    "incr-new": lambda s: s.incr("n", 3),
     "delete": lambda s: s.delete(),
     "expire": lambda s: s.expire(100),
     "expire-0": lambda s: s.expire(0),
@@ -290,6 +292,8 @@ NEXT_CALLS: dict[str, Callable[[Session], Awaitable[Any]]] = {
     "pop-missing": lambda s: s.pop("zzz"),
     "update_if": lambda s: s.update_if("a", 1, 2),
     "update_if-mismatch": lambda s: s.update_if("a", 5, 2),
+    "incr": lambda s: s.incr("a"),
+    "incr-new": lambda s: s.incr("n", 3),
     "expire": lambda s: s.expire(100),
     "regenerate": lambda s: s.regenerate(),
 }

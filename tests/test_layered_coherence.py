@@ -36,7 +36,7 @@ from trio.testing import MockClock
 
 from tests import servers
 from tests.layered_kit import Faulty, settled
-from trio_ruts import CborSerializer, SessionId, StoreError
+from trio_ruts import CborSerializer, CookieOptions, Session, SessionId, StoreError
 from trio_ruts.stores import (
     CacheEntry,
     CacheRead,
@@ -382,6 +382,42 @@ async def test_concurrent_updates_of_one_field_converge(autojump_clock: MockCloc
                     nursery.start_soon(store.write, update(sid, "n", CBOR.dumps((round, i))))
             assert await agree(rig, sid, "n")
             assert await b.get(sid, "n") == await rig.cold.get(sid, "n")
+
+
+async def test_concurrent_incr_through_two_servers_loses_nothing(
+    autojump_clock: MockClock,
+) -> None:
+    """SPEC section 8: an increment is applied by cold; the hot copy settles to the value
+    cold computed, and reads through either instance see the last one."""
+    async with two_servers() as (a, b, rig):
+        for layer in (*rig.hots, *rig.colds):
+            layer.jitter = 0.002
+        first = Session(a, cookie=CookieOptions(max_age=600))
+        await first.update("b", "x")
+        sid = first.id
+        assert sid is not None
+        results: list[int] = []
+
+        async def bump(store: LayeredStore, into: list[int]) -> None:
+            into.append(await Session(store, sid, cookie=CookieOptions(max_age=600)).incr("a"))
+
+        async with trio.open_nursery() as nursery:
+            for i in range(200):
+                nursery.start_soon(bump, (a, b)[i % 2], results)
+        assert sorted(results) == list(range(1, 201))
+        await settled(a)
+        await settled(b)
+        assert await rig.cold.get(sid, "a") == CBOR.dumps(200)
+        for store in (a, b):
+            assert await Session(store, sid).get("a") == 200
+        assert await agree(rig, sid, "a", "b")
+        # The reads above filled hot (or a settle installed the value): hot holds cold's.
+        assert (await rig.hot.cache_read(sid, "a")).value == CBOR.dumps(200)
+        # An uncontended increment's settle installs the value cold computed.
+        assert await Session(a, sid).incr("a", -5) == 195
+        await settled(a)
+        assert (await rig.hot.cache_read(sid, "a")).value == CBOR.dumps(195)
+        assert await Session(b, sid).get("a") == 195
 
 
 @pytest.mark.parametrize("op", ["update", "remove"])

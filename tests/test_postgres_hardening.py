@@ -370,7 +370,10 @@ async def test_collisions_carry_no_session_id(pg: servers.PostgresServer) -> Non
         PostgresStore.from_dsn(pg.dsn, table=table) as store,
         raw_connection(pg) as conn,
     ):
-        writer = f'SELECT * FROM "{table}_write"($1, $2, $3, $4, false, NULL, 600, false, NULL)'
+        writer = (
+            f'SELECT written, moved, ttl FROM "{table}_write"'
+            f"($1, $2, $3, $4, false, NULL, 600, false, NULL)"
+        )
         old = SessionId.generate()
         await store.write(write(None, old, b"old"))
 
@@ -530,7 +533,10 @@ async def test_sweep_never_deletes_a_session_written_meanwhile(
     ):
         sid = SessionId.generate()
         await store.write(write(None, sid, b"brief", field_ttl=1, key_ttl=1))
-        writer = f'SELECT * FROM "{table}_write"($1, $2, $3, $4, false, NULL, 600, false, NULL)'
+        writer = (
+            f'SELECT written, moved, ttl FROM "{table}_write"'
+            f"($1, $2, $3, $4, false, NULL, 600, false, NULL)"
+        )
         await sql(conn, "BEGIN")
         written, moved, _ = (await sql(conn, writer, sid.bytes, sid.bytes, "g", b"new"))[0]
         assert written
@@ -644,12 +650,16 @@ def test_derived_names_fit_and_stay_as_released() -> None:
         "expire": '"sessions_expire"',
         "rename": '"sessions_rename"',
         "delete_expired": '"sessions_delete_expired"',
+        "int_decode": '"sessions_int_decode"',
+        "int_encode": '"sessions_int_encode"',
         "sessions_pkey": '"sessions_pkey"',
         "sessions_expires_idx": '"sessions_expires_idx"',
         "fields_pkey": '"sessions_fields_pkey"',
         "fields_session_fkey": '"sessions_fields_session_fkey"',
         "fields_expires_idx": '"sessions_fields_expires_idx"',
         "collision": "TR001",
+        "not_int": "TR002",
+        "overflow": "TR003",
     }
     assert Queries(Names("auth", "s")).get.count('"auth"."s_fields"') == 1
 

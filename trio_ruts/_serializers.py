@@ -22,7 +22,11 @@ _SCALARS: Final = frozenset({str, int, float, bool, type(None), bytes})
 @runtime_checkable
 class Serializer(Protocol):
     """Encodes values to bytes and back. Errors may be any exception: the session wraps
-    them in :class:`~trio_ruts.SerializationError` naming the field."""
+    them in :class:`~trio_ruts.SerializationError` naming the field.
+
+    ``Session.incr`` also needs a class attribute ``int_format``, ``"cbor"`` or ``"json"``,
+    naming how the serializer encodes integers (stores add to them in place).
+    """
 
     def dumps(self, obj: Any) -> bytes: ...
 
@@ -88,6 +92,8 @@ class CborSerializer:
     """
 
     __slots__ = ()
+    #: How integers are encoded, so that stores can apply ``incr`` themselves.
+    int_format: Final = "cbor"
 
     def dumps(self, obj: Any) -> bytes:
         check_depth(obj)
@@ -114,6 +120,8 @@ class JsonSerializer:
     """
 
     __slots__ = ()
+    #: How integers are encoded, so that stores can apply ``incr`` themselves.
+    int_format: Final = "json"
 
     def dumps(self, obj: Any) -> bytes:
         check_depth(obj)

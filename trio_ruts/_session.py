@@ -14,16 +14,18 @@ from ._cookies import CookieOptions, CookieOptionsBuilder, as_cookie_options
 from ._errors import (
     InvalidField,
     SerializationError,
+    SessionError,
     SessionIdCollision,
     SessionStateError,
     StoreError,
     StoreTimeout,
 )
 from ._ids import SessionId
+from ._ints import INT64_MAX, INT64_MIN, INT_FORMATS
 from ._limits import MAX_TTL
 from ._map import SessionMap, decode
 from ._serializers import CborSerializer, Serializer
-from ._store import Placement, Removal, SessionStore, Write
+from ._store import Placement, Removal, SessionStore, Write, WriteResult
 from ._strategy import unwrap
 
 T = TypeVar("T")
@@ -265,6 +267,55 @@ class Session:
         """
         return await self._write(field, value, ttl, only_if_absent=False)
 
+    async def incr(self, field: str, by: int = 1, ttl: int | None = None) -> int:
+        """Add ``by`` to the integer in ``field`` (absent: ``0``) in one atomic store step,
+        and return the new value; ``get`` returns it as an ``int``. Concurrent calls never
+        lose an update.
+
+        Args:
+            field: the field name.
+            by: the increment, negative to subtract; signed 64 bits.
+            ttl: as for :meth:`update`, except that ``0`` is refused.
+
+        Returns:
+            The field's new value.
+
+        Raises:
+            SessionError: the field holds something other than a signed 64-bit integer, or
+                the result would leave signed 64 bits (names the field; nothing changed);
+                or the session's serializer has no ``int_format`` (``"cbor"`` or
+                ``"json"``) telling stores how it encodes integers.
+            InvalidField: ``by`` is not an int in signed 64 bits, or ``ttl=0``.
+
+        Cancellation: the field is either incremented or untouched. Like :meth:`update`, it
+        creates the session if there is none (an unknown id is never adopted: a new session
+        gets a fresh id) and consumes a pending rename (:meth:`prepare_regenerate`).
+        """
+        check_field(field)
+        if type(by) is not int or not INT64_MIN <= by <= INT64_MAX:
+            raise InvalidField(f"by must be an int in signed 64 bits; got {by!r}")
+        if check_ttl(ttl) == 0:
+            raise InvalidField("incr() takes no ttl=0: use pop() or remove() to remove")
+        int_format = getattr(self._serializer, "int_format", None)
+        if int_format not in INT_FORMATS:
+            raise SessionError(
+                f"incr() needs to know how {self._serializer!r} encodes integers: give the "
+                f"serializer class an int_format attribute, 'cbor' or 'json'"
+            )
+        result = await self._send(field, None, ttl, incr=by, int_format=int_format)
+        if result.value is None:
+            raise StoreError(
+                f"{type(self._store).__name__} did not return the new value of field "
+                f"{field!r}: the store must implement Write.incr to support incr()"
+            )
+        number = decode(self._serializer, field, result.value)
+        if type(number) is not int:
+            raise SerializationError(
+                f"field {field!r}: the store returned a {type(number).__name__}, not an int",
+                field=field,
+            )
+        return number
+
     async def update_if(
         self, field: str, expected: Any, value: Any, ttl: int | None = None
     ) -> bool:
@@ -331,10 +382,30 @@ class Session:
                 await trio.lowlevel.checkpoint()
                 return False
             return await self.remove(field)
+        result = await self._send(
+            field, value, ttl, only_if_absent=only_if_absent, expected=expected
+        )
+        return result.written
+
+    async def _send(
+        self,
+        field: str,
+        value: Any,
+        ttl: int | None,
+        *,
+        only_if_absent: bool = False,
+        expected: bytes | None = None,
+        incr: int | None = None,
+        int_format: str | None = None,
+    ) -> WriteResult:
+        """Write ``field`` (``value``, or the increment ``incr``) at the session's id."""
         pending = self._pending
         try:
-            plain, placement, hot_ttl = unwrap(value)
-            data = self._encode(field, plain)
+            if incr is None:
+                plain, placement, hot_ttl = unwrap(value)
+                data = self._encode(field, plain)
+            else:  # the store computes the value
+                placement, hot_ttl, data = Placement.BOTH, None, b""
             write = partial(
                 Write,
                 field=field,
@@ -345,6 +416,8 @@ class Session:
                 hot_ttl=hot_ttl,
                 placement=placement,
                 expected=expected,
+                incr=incr,
+                int_format=int_format,
             )
             if self._verified and pending is None:
                 return await self._write_once(write)
@@ -359,7 +432,7 @@ class Session:
             if pending is not None and self._pending is pending:
                 self._pending = None
 
-    async def _write_once(self, make: Callable[..., Write]) -> bool:
+    async def _write_once(self, make: Callable[..., Write]) -> WriteResult:
         """Send the write that ``make`` builds, given the ids, for the session's current id."""
         pending = self._pending
         if pending is not None or self._id is None:
@@ -375,7 +448,7 @@ class Session:
             else:
                 result = await self._store.write(write)
             if result.absent and write.expected is not None:
-                return False  # an unknown id holds no field to compare: nothing is created
+                return result  # an unknown id holds no field to compare: nothing is created
             if result.absent:
                 # The store does not hold the client's id: start the session under a wholly
                 # fresh id (no bit of an id the client chose reaches a real one). This second
@@ -396,7 +469,7 @@ class Session:
             self._mark_set(result.ttl)
         if write.rename:
             await trio.lowlevel.checkpoint_if_cancelled()  # the caller's, held back by the shield
-        return result.written
+        return result
 
     def _fresh_id(self) -> SessionId:
         # With an id, the store never creates at fresh_id (an unknown id is reported absent

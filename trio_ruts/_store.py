@@ -84,6 +84,13 @@ class Write:
             field's current live value equals these bytes exactly; otherwise nothing is
             written (``written=False``; a ``rename`` still happens). With ``id=None`` the
             field is absent, so nothing is written.
+        incr: an increment (``Session.incr``): when not ``None``, ``value`` is ignored and
+            the field becomes its current integer (absent: ``0``) plus ``incr``, encoded in
+            ``int_format``; :attr:`WriteResult.value` returns the new encoded value. A
+            current value that is not a signed 64-bit integer, or a result outside signed 64
+            bits, raises :class:`~trio_ruts.SessionError` naming the field, and nothing
+            changes (no rename, no new session). ``trio_ruts._ints`` is the reference.
+        int_format: how integers are encoded, with ``incr``: ``"cbor"`` or ``"json"``.
     """
 
     id: SessionId | None
@@ -97,6 +104,8 @@ class Write:
     hot_ttl: int | None = None
     placement: Placement = Placement.BOTH
     expected: bytes | None = None
+    incr: int | None = None
+    int_format: str | None = None
 
 
 @dataclass(slots=True)
@@ -109,12 +118,14 @@ class WriteResult:
         id: the id the session lives under after the call.
         ttl: the session's remaining lifetime after the call (seconds, or ``-1``).
         absent: the store does not hold ``Write.id``; nothing was written.
+        value: with ``Write.incr``, the field's new encoded value.
     """
 
     written: bool
     id: SessionId
     ttl: int
     absent: bool = False
+    value: bytes | None = None
 
 
 @dataclass(slots=True)

@@ -6,6 +6,7 @@ Each test takes ``clock`` so that stores on trio's clock run with an autojump cl
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import pytest
@@ -17,8 +18,10 @@ from trio_ruts import (
     CookieChange,
     CookieOptions,
     InvalidField,
+    JsonSerializer,
     SerializationError,
     Session,
+    SessionError,
     SessionId,
     SessionIdCollision,
 )
@@ -273,6 +276,168 @@ async def test_update_if_races_have_one_winner_per_round(store: SessionStore, cl
                 nursery.start_soon(contend, i, wins, round)
         assert len(wins) == 1, wins
         assert await new(store, sid).get("version") == round + 1
+
+
+# -- incr ---------------------------------------------------------------------------------------
+
+INT64_MAX = 2**63 - 1
+
+
+def json_session(store: SessionStore, id: SessionId | None = None) -> Session:
+    return Session(store, id, cookie=COOKIE, serializer=JsonSerializer())
+
+
+@pytest.mark.parametrize("serializer", ["cbor", "json"])
+async def test_incr_counts_from_absent(store: SessionStore, clock: Any, serializer: str) -> None:
+    s = new(store) if serializer == "cbor" else json_session(store)
+    assert await s.incr("n") == 1
+    assert s.id is not None
+    assert s.cookie_change is CookieChange.SET
+    assert await s.incr("n", 41) == 42
+    assert await s.incr("n", -50) == -8
+    assert await s.get("n") == -8
+    assert type(await s.get("n")) is int
+    # Every argument size of CBOR's integer encoding, both signs, both ways.
+    for target in (23, 24, 255, 256, 65_536, 2**32, INT64_MAX, 0, -25, -257, -(2**63), -1):
+        assert await s.incr("n", target - await s.get("n")) == target
+        assert await s.get("n") == target
+    await s.update("m", 2**40)
+    assert await s.incr("m", 1) == 2**40 + 1
+
+
+@pytest.mark.parametrize("serializer", ["cbor", "json"])
+async def test_incr_refuses_non_integers_and_overflow(
+    store: SessionStore, clock: Any, serializer: str
+) -> None:
+    s = new(store) if serializer == "cbor" else json_session(store)
+    await s.update("name", "alice")
+    await s.update("f", 1.5)
+    await s.update("flag", True)
+    await s.update("big", INT64_MAX)
+    await s.update("small", -(2**63))
+    sid = s.id
+    assert sid is not None
+    before = await store.get_all(sid)
+    for field in ("name", "f", "flag"):
+        with pytest.raises(SessionError, match=f"field '{field}'.*not a signed 64-bit integer"):
+            await new(store, sid).incr(field)
+    with pytest.raises(SessionError, match=r"field 'big'.*signed 64 bits"):
+        await s.incr("big")
+    with pytest.raises(SessionError, match=r"field 'small'.*signed 64 bits"):
+        await s.incr("small", -1)
+    after = await store.get_all(sid)
+    assert before is not None
+    assert after is not None
+    assert {k: f.value for k, f in after.fields.items()} == {
+        k: f.value for k, f in before.fields.items()
+    }
+    assert await s.get("big") == INT64_MAX
+    assert await s.get("name") == "alice"
+
+
+async def test_incr_error_changes_nothing_even_a_rename(store: SessionStore, clock: Any) -> None:
+    sid = await make(store, name="alice")
+    s = new(store, sid)
+    s.prepare_regenerate()
+    with pytest.raises(SessionError, match="field 'name'"):
+        await s.incr("name")
+    assert s.id == sid
+    assert await new(store, sid).get("name") == "alice"
+    other = new(store)
+    assert await other.incr("name", -(2**63)) == -(2**63)
+    created = other.id
+    with pytest.raises(SessionError, match=r"field 'name'.*signed 64 bits"):
+        await other.incr("name", -1)
+    assert other.id == created
+    assert await other.get("name") == -(2**63)
+
+
+async def test_incr_arguments_are_checked(store: SessionStore, clock: Any) -> None:
+    s = new(store)
+    for by in (1.5, True, "1", 2**63):
+        with pytest.raises(InvalidField):
+            await s.incr("n", by)  # type: ignore[arg-type]
+    with pytest.raises(InvalidField):
+        await s.incr("n", ttl=0)
+
+    class Opaque:
+        def dumps(self, obj: Any) -> bytes:
+            return repr(obj).encode()
+
+        def loads(self, data: bytes) -> Any:
+            return data
+
+    with pytest.raises(SessionError, match="int_format"):
+        await Session(store, serializer=Opaque()).incr("n")
+    assert s.id is None
+
+
+async def test_incr_on_an_unknown_id_starts_a_fresh_session(
+    store: SessionStore, clock: Any
+) -> None:
+    claimed = SessionId.generate()
+    s = new(store, claimed)
+    assert await s.incr("n", 5) == 5
+    assert s.id is not None
+    assert s.id != claimed
+    assert s.id.bytes[:3] != claimed.bytes[:3] or s.id.bytes[3:] != claimed.bytes[3:]
+    assert await store.get_all(claimed) is None
+    assert await new(store, s.id).get("n") == 5
+
+
+async def test_incr_follows_ttl_rules(store: SessionStore, clock: Any) -> None:
+    sid = await make(store, cookie=SHORT, keep=1)
+    s = new(store, sid, cookie=SHORT)
+    assert await s.incr("n", ttl=1) == 1
+    await pass_time(1.5)
+    assert await s.get("n") is None
+    assert await s.incr("n") == 1  # the expired value counts as absent
+    assert await s.incr("p", ttl=-1) == 1
+    record = await store.get_all(sid)
+    assert record is not None
+    assert record.ttl == -1
+
+
+async def test_incr_consumes_a_pending_rename(store: SessionStore, clock: Any) -> None:
+    sid = await make(store, n=1)
+    s = new(store, sid)
+    pending = s.prepare_regenerate()
+    assert await s.incr("n") == 2
+    assert s.id == pending
+    assert await store.get_all(sid) is None
+    assert await new(store, pending).get("n") == 2
+
+
+@pytest.mark.parametrize("serializer", ["cbor", "json"])
+async def test_incr_agrees_with_python_over_random_steps(
+    store: SessionStore, clock: Any, serializer: str
+) -> None:
+    """Stores do the arithmetic themselves (Lua, PL/pgSQL): exact across signed 64 bits."""
+    rng = random.Random(16)
+    s = new(store) if serializer == "cbor" else json_session(store)
+    total = 0
+    for _ in range(60):
+        bits = rng.choice((3, 8, 16, 31, 33, 52, 54, 62))
+        by = rng.randrange(-(2**bits), 2**bits)
+        if not -(2**63) <= total + by <= INT64_MAX:
+            by = -by
+        total += by
+        assert await s.incr("n", by) == total
+    assert await s.get("n") == total
+
+
+async def test_concurrent_incr_loses_nothing(store: SessionStore, clock: Any) -> None:
+    sid = await make(store, other="x")
+    results: list[int] = []
+
+    async def bump(into: list[int]) -> None:
+        into.append(await new(store, sid).incr("hits"))
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(200):
+            nursery.start_soon(bump, results)
+    assert sorted(results) == list(range(1, 201))
+    assert await new(store, sid).get("hits") == 200
 
 
 # -- remove / delete ----------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import trio
 from .._cache import CacheEntry, CacheRead, HotLayer, Marker
 from .._errors import SessionIdCollision
 from .._ids import SessionId
+from .._ints import incremented
 from .._store import FieldRecord, Removal, SessionRecord, SessionStore, Write, WriteResult
 
 _NEVER = math.inf
@@ -163,6 +164,15 @@ class MemoryStore(SessionStore, HotLayer):
             target = id
         entry = _Session(now) if found is None else found
         fields = entry.fields
+        value = write.value
+        if write.incr is not None:  # decided before anything changes: it may raise
+            current = fields.get(write.field)
+            value = incremented(
+                None if current is None else current.value,
+                write.incr,
+                write.int_format or "cbor",
+                write.field,
+            )
         if write.expected is not None:
             current = fields.get(write.field)
             written = current is not None and current.value == write.expected
@@ -171,10 +181,10 @@ class MemoryStore(SessionStore, HotLayer):
         if written:
             expires = _expiry(now, write.key_ttl)
             if write.field_ttl is None:  # the field lives with the session
-                fields[write.field] = _Field(write.value, None, write.hot_ttl)
+                fields[write.field] = _Field(value, None, write.hot_ttl)
             else:
                 own = _expiry(now, write.field_ttl)
-                fields[write.field] = _Field(write.value, own, write.hot_ttl)
+                fields[write.field] = _Field(value, own, write.hot_ttl)
                 entry.soonest = min(entry.soonest, own)
                 expires = max(expires, own)
             if expires > entry.expires:
@@ -183,7 +193,10 @@ class MemoryStore(SessionStore, HotLayer):
             if key is not None:
                 self._sessions.pop(key, None)
             self._sessions[target.bytes] = entry
-        return WriteResult(written, target, _remaining(now, entry.expires))
+        result = WriteResult(written, target, _remaining(now, entry.expires))
+        if write.incr is not None:
+            result.value = value
+        return result
 
     # -- operations ------------------------------------------------------------------------------
 

@@ -419,9 +419,13 @@ class LayeredStore(SessionStore):
             ttl = self._hot_ttl(result.ttl, None, since)
             entry = CacheEntry(write.field, Marker.COLD, ttl)
         else:
+            # An increment's value is the one cold computed.
+            value = write.value if write.incr is None else result.value
+            if value is None:
+                return None
             remaining = _lifetime(write.field_ttl, result.ttl)
             ttl = self._hot_ttl(remaining, write.hot_ttl, since)
-            entry = CacheEntry(write.field, write.value, ttl)
+            entry = CacheEntry(write.field, value, ttl)
         return entry if entry.ttl > 0 else None
 
     async def _write_hot(self, write: Write) -> WriteResult:

@@ -22,6 +22,9 @@ PG_MAX_IDENTIFIER: Final = 63
 _IDENT: Final = re.compile(rf"[A-Za-z_][A-Za-z0-9_]{{0,{MAX_NAME - 1}}}")
 #: SQLSTATE our functions raise when a new session id is taken.
 COLLISION_STATE: Final = "TR001"
+#: SQLSTATEs our write raises when an increment finds no integer, or leaves signed 64 bits.
+NOT_INT_STATE: Final = "TR002"
+OVERFLOW_STATE: Final = "TR003"
 
 
 def check_identifier(name: str, what: str) -> str:
@@ -457,7 +460,8 @@ END $$;
 """
 
 # Version 4: atomic field operations. The remove returns the removed value (for pop); the
-# write takes an expected value (compare and set, for update_if). A
+# write takes an expected value (compare and set, for update_if) and an increment (incr),
+# returning the value it computed. A
 # function's OUT parameters cannot change with CREATE OR REPLACE: it is dropped and created
 # again under the same name, inside the migration's transaction.
 _REMOVE_V4 = """
@@ -484,17 +488,79 @@ BEGIN
 END $$;
 """
 
+# Integers for incr, as trio_ruts._ints defines them: CBOR major type 0/1 with a 0-8 byte
+# argument (encoded in the shortest form), or JSON decimal text; NULL: not an integer.
+_INT_DECODE = """
+CREATE FUNCTION {int_decode}(p_value bytea, p_format text) RETURNS numeric
+LANGUAGE plpgsql IMMUTABLE STRICT AS $$
+DECLARE
+  v_head integer;
+  v_size integer;
+  v_arg numeric := 0;
+  v_text text;
+BEGIN
+  IF p_format = 'json' THEN
+    IF length(p_value) > 21 THEN RETURN NULL; END IF;
+    v_text := encode(p_value, 'escape');  -- bytes outside ASCII become escapes: no match
+    IF v_text !~ '^-?(0|[1-9][0-9]*)$' THEN RETURN NULL; END IF;
+    RETURN v_text::numeric;
+  END IF;
+  IF length(p_value) = 0 THEN RETURN NULL; END IF;
+  v_head := get_byte(p_value, 0);
+  IF v_head >= 64 THEN RETURN NULL; END IF;  -- major types 0 and 1 only
+  v_size := CASE WHEN v_head % 32 < 24 THEN 0 WHEN v_head % 32 = 24 THEN 1
+                 WHEN v_head % 32 = 25 THEN 2 WHEN v_head % 32 = 26 THEN 4
+                 WHEN v_head % 32 = 27 THEN 8 END;
+  IF v_size IS NULL OR length(p_value) <> 1 + v_size THEN RETURN NULL; END IF;
+  IF v_size = 0 THEN
+    v_arg := v_head % 32;
+  ELSE
+    FOR i IN 1..v_size LOOP
+      v_arg := v_arg * 256 + get_byte(p_value, i);
+    END LOOP;
+  END IF;
+  RETURN CASE WHEN v_head >= 32 THEN -1 - v_arg ELSE v_arg END;
+END $$;
+"""
+
+_INT_ENCODE = """
+CREATE FUNCTION {int_encode}(p_n bigint, p_format text) RETURNS bytea
+LANGUAGE plpgsql IMMUTABLE STRICT AS $$
+DECLARE
+  v_major integer := 0;
+  v_arg bigint := p_n;  -- -1 - p_n fits too: the argument of an int64 is below 2^63
+BEGIN
+  IF p_format = 'json' THEN RETURN convert_to(p_n::text, 'UTF8'); END IF;
+  IF p_n < 0 THEN
+    v_major := 32;
+    v_arg := -1 - p_n;
+  END IF;
+  IF v_arg < 24 THEN RETURN set_byte('\\x00'::bytea, 0, v_major + v_arg::integer); END IF;
+  IF v_arg < 256 THEN
+    RETURN set_byte('\\x00'::bytea, 0, v_major + 24) || substring(int8send(v_arg) FROM 8);
+  ELSIF v_arg < 65536 THEN
+    RETURN set_byte('\\x00'::bytea, 0, v_major + 25) || substring(int8send(v_arg) FROM 7);
+  ELSIF v_arg < 4294967296 THEN
+    RETURN set_byte('\\x00'::bytea, 0, v_major + 26) || substring(int8send(v_arg) FROM 5);
+  END IF;
+  RETURN set_byte('\\x00'::bytea, 0, v_major + 27) || int8send(v_arg);
+END $$;
+"""
+
 _WRITE_V4 = """
 DROP FUNCTION {write}(bytea, bytea, text, bytea, boolean, integer, integer, boolean, integer);
 CREATE FUNCTION {write}(
   p_id bytea, p_fresh bytea, p_field text, p_value bytea, p_nx boolean, p_fttl integer,
   p_kttl integer, p_rename boolean, p_hot integer, p_expected bytea DEFAULT NULL,
-  OUT written boolean, OUT moved boolean, OUT ttl integer)
+  p_incr bigint DEFAULT NULL, p_int_format text DEFAULT NULL,
+  OUT written boolean, OUT moved boolean, OUT ttl integer, OUT value bytea)
 LANGUAGE plpgsql AS $$
 DECLARE
   v_key bytea;
   v_has boolean;
   v_fexp timestamptz;
+  v_value bytea := p_value;
+  v_n numeric;
 BEGIN
   IF p_id IS NOT NULL THEN
     -- Lock the session row and see whether it is live, in one statement. A dead row is left
@@ -510,6 +576,27 @@ BEGIN
       moved := false;
       RETURN;
     END IF;
+  END IF;
+  IF p_incr IS NOT NULL THEN
+    -- An increment, decided before anything changes (a RAISE undoes the whole call anyway).
+    v_n := 0;
+    IF v_has THEN
+      SELECT f.value INTO v_value FROM {fields} f WHERE f.session_id = p_id
+        AND f.field = p_field AND (f.expires_at IS NULL OR f.expires_at > now());
+      IF FOUND THEN
+        v_n := {int_decode}(v_value, p_int_format);
+        IF v_n IS NULL OR v_n NOT BETWEEN -9223372036854775808 AND 9223372036854775807 THEN
+          RAISE EXCEPTION 'the field does not hold a signed 64-bit integer'
+            USING ERRCODE = '{not_int}';
+        END IF;
+      END IF;
+    END IF;
+    v_n := v_n + p_incr;
+    IF v_n NOT BETWEEN -9223372036854775808 AND 9223372036854775807 THEN
+      RAISE EXCEPTION 'the result does not fit in signed 64 bits' USING ERRCODE = '{overflow}';
+    END IF;
+    v_value := {int_encode}(v_n::bigint, p_int_format);
+    value := v_value;
   END IF;
   IF NOT coalesce(v_has, false) THEN
     -- A new session at p_fresh: insert its row, or take over a dead row found there.
@@ -555,18 +642,18 @@ BEGIN
     -- An expired field still in the table counts as absent.
     DELETE FROM {fields} WHERE session_id = v_key AND field = p_field AND expires_at <= now();
     INSERT INTO {fields} (session_id, field, value, expires_at, hot_ttl)
-    VALUES (v_key, p_field, p_value, v_fexp, p_hot) ON CONFLICT DO NOTHING;
+    VALUES (v_key, p_field, v_value, v_fexp, p_hot) ON CONFLICT DO NOTHING;
     written := FOUND;
   ELSIF p_expected IS NOT NULL THEN
     -- Compare and set: only a live field whose bytes equal p_expected (the session row's
     -- lock serializes this with every other change of the session).
-    UPDATE {fields} f SET value = p_value, expires_at = v_fexp, hot_ttl = p_hot
+    UPDATE {fields} f SET value = v_value, expires_at = v_fexp, hot_ttl = p_hot
       WHERE f.session_id = v_key AND f.field = p_field AND f.value = p_expected
         AND (f.expires_at IS NULL OR f.expires_at > now());
     written := FOUND;
   ELSE
     INSERT INTO {fields} (session_id, field, value, expires_at, hot_ttl)
-    VALUES (v_key, p_field, p_value, v_fexp, p_hot)
+    VALUES (v_key, p_field, v_value, v_fexp, p_hot)
     ON CONFLICT (session_id, field) DO UPDATE
       SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at, hot_ttl = EXCLUDED.hot_ttl;
     written := true;
@@ -618,6 +705,8 @@ QUALIFIED: Final = {
     "expire": "_expire",
     "rename": "_rename",
     "delete_expired": "_delete_expired",
+    "int_decode": "_int_decode",
+    "int_encode": "_int_encode",
 }
 BARE: Final = {
     "sessions_pkey": "_pkey",
@@ -635,6 +724,8 @@ def names_map(n: Names) -> dict[str, str]:
     names = {key: n.q(suffix) for key, suffix in QUALIFIED.items()}
     names.update({key: n.bare(suffix) for key, suffix in BARE.items()})
     names["collision"] = COLLISION_STATE
+    names["not_int"] = NOT_INT_STATE
+    names["overflow"] = OVERFLOW_STATE
     return names
 
 
@@ -643,7 +734,7 @@ MIGRATIONS: Final = {
     1: [_TABLES, _LIVE, _TTL, _WRITE, _REMOVE, _DELETE, _EXPIRE, _RENAME, _DELETE_EXPIRED],
     2: [_WRITE_V2],
     3: [_WRITE_V3, _RENAME_V3, _DELETE_V3, _DELETE_EXPIRED_V3],
-    4: [_REMOVE_V4, _WRITE_V4],
+    4: [_REMOVE_V4, _INT_DECODE, _INT_ENCODE, _WRITE_V4],
 }
 LATEST: Final = max(MIGRATIONS)
 
@@ -672,7 +763,8 @@ class Queries:
             f"AND (f.expires_at IS NULL OR f.expires_at > now())"
         )
         self.write = (
-            f"SELECT written, moved, ttl FROM {m['write']}($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+            f"SELECT written, moved, ttl, value "
+            f"FROM {m['write']}($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
         )
         self.remove = f"SELECT removed, ttl, value FROM {m['remove']}($1, $2)"
         self.delete = f"SELECT {m['delete']}($1)"

@@ -21,10 +21,19 @@ from asyncpg.exceptions._base import DataError as ArgumentError
 
 from ..._errors import SessionError, SessionIdCollision, StoreError, StoreTimeout
 from ..._ids import SessionId
+from ..._ints import not_an_integer, out_of_range
 from ..._limits import MAX_TTL
 from ..._store import FieldRecord, Removal, SessionRecord, SessionStore, Write, WriteResult
 from .._asyncio import bridge, current_loop_or_fail, open_private_loop
-from ._schema import BARE, COLLISION_STATE, LATEST, Names, Queries
+from ._schema import (
+    BARE,
+    COLLISION_STATE,
+    LATEST,
+    NOT_INT_STATE,
+    OVERFLOW_STATE,
+    Names,
+    Queries,
+)
 
 _log = logging.getLogger("trio_ruts.postgres")
 T = TypeVar("T")
@@ -233,9 +242,12 @@ class PostgresStore(SessionStore):
 
     # -- plumbing ------------------------------------------------------------------------------
 
-    async def _call(self, method: str, query: str, *args: Any, bounded: bool = True) -> Any:
+    async def _call(
+        self, method: str, query: str, *args: Any, bounded: bool = True, field: str | None = None
+    ) -> Any:
         """Run one statement (``method`` of an asyncpg connection) within the store's
-        deadline, translating errors into the ``trio_ruts`` tree."""
+        deadline, translating errors into the ``trio_ruts`` tree (``field``: the field the
+        statement writes, named by errors about its value)."""
         self._check_open()
         assert self._run is not None
         await trio.lowlevel.checkpoint_if_cancelled()  # a cancelled call sends nothing
@@ -243,7 +255,7 @@ class PostgresStore(SessionStore):
             try:
                 return await self._run(self._pool, _statement, method, query, args)
             except (asyncpg.PostgresError, ArgumentError) as exc:
-                refused = await self._refusal(exc)
+                refused = await self._refusal(exc, field)
             except TimeoutError as exc:  # asyncpg's own timeouts, on a caller's pool
                 raise StoreTimeout(f"{self._where} did not answer in time") from exc
             except (OSError, asyncpg.InterfaceError, asyncpg.InternalClientError) as exc:
@@ -260,7 +272,9 @@ class PostgresStore(SessionStore):
         # ride along neither as __cause__ nor as __context__.
         raise refused
 
-    async def _refusal(self, exc: asyncpg.PostgresError | ArgumentError) -> SessionError:
+    async def _refusal(
+        self, exc: asyncpg.PostgresError | ArgumentError, field: str | None = None
+    ) -> SessionError:
         """The error to raise for one that asyncpg or the server reported, built from the
         SQLSTATE and primary message only: never the DETAIL (which may quote a session id) nor
         an argument's value."""
@@ -276,6 +290,10 @@ class PostgresStore(SessionStore):
             and exc.constraint_name == self._names.table + BARE["sessions_pkey"]
         ):
             return SessionIdCollision("the new session id is already in use; nothing was changed")
+        if state == NOT_INT_STATE and field is not None:
+            return not_an_integer(field)
+        if state == OVERFLOW_STATE and field is not None:
+            return out_of_range(field)
         message = exc.args[0] if exc.args else type(exc).__name__
         if state[:2] in _UNAVAILABLE_CLASSES:
             await self._replace_connections()
@@ -407,7 +425,7 @@ class PostgresStore(SessionStore):
         return SessionRecord(rows[0][0], fields)
 
     async def write(self, write: Write) -> WriteResult:
-        written, moved, ttl = await self._call(
+        written, moved, ttl, value = await self._call(
             "fetchrow",
             self._queries.write,
             None if write.id is None else write.id.bytes,
@@ -420,12 +438,15 @@ class PostgresStore(SessionStore):
             write.rename,
             _clamp(write.hot_ttl),
             write.expected,
+            write.incr,
+            write.int_format,
+            field=write.field,
         )
         if ttl is None:
             assert write.id is not None
             return WriteResult(False, write.id, 0, absent=True)
         target = write.fresh_id if moved or write.id is None else write.id
-        return WriteResult(bool(written), target, int(ttl))
+        return WriteResult(bool(written), target, int(ttl), value=value)
 
     async def remove(self, id: SessionId, field: str) -> Removal:
         removed, ttl, value = await self._call("fetchrow", self._queries.remove, id.bytes, field)

@@ -96,6 +96,152 @@ local function live(key)
 end
 """
 
+_INTS = r"""
+-- Exact integers for incr. Lua numbers are doubles, exact only below 2^53, so an integer is
+-- a sign and a magnitude in base-10^7 limbs, least significant first (no intermediate
+-- result reaches 2^32). Encodings as in trio_ruts._ints: CBOR major type 0/1 with a 0-8 byte
+-- argument (written in the shortest form), or JSON decimal text.
+local BASE = 10000000
+
+local function m_trim(m)
+  while #m > 1 and m[#m] == 0 do m[#m] = nil end
+  if #m == 0 then m[1] = 0 end
+  return m
+end
+
+local function m_from_dec(digits)
+  local m, i = {}, #digits
+  while i >= 1 do
+    local j = math.max(1, i - 6)
+    m[#m + 1] = tonumber(string.sub(digits, j, i))
+    i = j - 1
+  end
+  return m_trim(m)
+end
+
+local function m_to_dec(m)
+  local parts = {tostring(m[#m])}
+  for i = #m - 1, 1, -1 do parts[#parts + 1] = string.format('%07d', m[i]) end
+  return table.concat(parts)
+end
+
+local function m_cmp(a, b)
+  if #a ~= #b then return #a < #b and -1 or 1 end
+  for i = #a, 1, -1 do
+    if a[i] ~= b[i] then return a[i] < b[i] and -1 or 1 end
+  end
+  return 0
+end
+
+local function m_add(a, b)
+  local r, carry = {}, 0
+  for i = 1, math.max(#a, #b) do
+    local v = (a[i] or 0) + (b[i] or 0) + carry
+    carry = v >= BASE and 1 or 0
+    r[i] = v - carry * BASE
+  end
+  if carry > 0 then r[#r + 1] = carry end
+  return r
+end
+
+local function m_sub(a, b) -- a >= b
+  local r, borrow = {}, 0
+  for i = 1, #a do
+    local v = a[i] - (b[i] or 0) - borrow
+    borrow = v < 0 and 1 or 0
+    r[i] = v + borrow * BASE
+  end
+  return m_trim(r)
+end
+
+local function m_from_bytes(s)
+  local m = {0}
+  for i = 1, #s do
+    local carry = string.byte(s, i)
+    for j = 1, #m do
+      local v = m[j] * 256 + carry
+      m[j] = v % BASE
+      carry = math.floor(v / BASE)
+    end
+    if carry > 0 then m[#m + 1] = carry end
+  end
+  return m_trim(m)
+end
+
+local function m_to_bytes(m, n) -- the low n bytes, big-endian
+  local q, out = {}, {}
+  for i = 1, #m do q[i] = m[i] end
+  for k = n, 1, -1 do
+    local rem = 0
+    for i = #q, 1, -1 do
+      local v = rem * BASE + q[i]
+      q[i] = math.floor(v / 256)
+      rem = v % 256
+    end
+    out[k] = string.char(rem)
+  end
+  return table.concat(out)
+end
+
+local INT64_MAX = m_from_dec('9223372036854775807')
+local INT64_MIN_ABS = m_from_dec('9223372036854775808')
+local ZERO, ONE = {0}, {1}
+
+local function fits(neg, m) return m_cmp(m, neg and INT64_MIN_ABS or INT64_MAX) <= 0 end
+
+local CBOR_SIZES = {[24] = 1, [25] = 2, [26] = 4, [27] = 8}
+
+-- The sign and magnitude of the signed 64-bit integer v encodes, or nil.
+local function int_decode(v, fmt)
+  local neg, m
+  if fmt == 'json' then
+    if #v > 21 or not string.find(v, '^%-?%d+$') or string.find(v, '^%-?0%d') then
+      return nil
+    end
+    neg = string.byte(v, 1) == 45
+    m = m_from_dec(neg and string.sub(v, 2) or v)
+  else
+    local b0 = string.byte(v, 1)
+    if not b0 or b0 >= 64 then return nil end -- major types 0 and 1 only
+    local info = b0 % 32
+    local size = CBOR_SIZES[info] or (info < 24 and 0)
+    if not size or #v ~= 1 + size then return nil end
+    m = size == 0 and {info} or m_from_bytes(string.sub(v, 2))
+    neg = b0 >= 32
+    if neg then m = m_add(m, ONE) end
+  end
+  if m_cmp(m, ZERO) == 0 then neg = false end
+  if not fits(neg, m) then return nil end
+  return neg, m
+end
+
+local function int_encode(neg, m, fmt)
+  if fmt == 'json' then return (neg and '-' or '') .. m_to_dec(m) end
+  local major, arg = 0, m
+  if neg then major, arg = 32, m_sub(m, ONE) end
+  if m_cmp(arg, {24}) < 0 then return string.char(major + arg[1]) end
+  local size, info = 8, 27
+  if m_cmp(arg, {256}) < 0 then
+    size, info = 1, 24
+  elseif m_cmp(arg, {65536}) < 0 then
+    size, info = 2, 25
+  elseif m_cmp(arg, {4967296, 429}) < 0 then
+    size, info = 4, 26
+  end
+  return string.char(major + info) .. m_to_bytes(arg, size)
+end
+
+-- a + b for signed integers (sign, magnitude).
+local function int_add(an, am, bn, bm)
+  if an == bn then return an, m_add(am, bm) end
+  if m_cmp(am, bm) >= 0 then
+    local r = m_sub(am, bm)
+    return an and m_cmp(r, ZERO) ~= 0, r
+  end
+  return bn, m_sub(bm, am)
+end
+"""
+
 _WRITE = r"""
 local cur, fresh = KEYS[1], KEYS[2]
 local f, value, nx = ARGV[2], ARGV[3], ARGV[4] == '1'
@@ -103,6 +249,8 @@ local fttl, kttl = tonumber(ARGV[5]) or 0, tonumber(ARGV[6])
 local rename, hot, has_id = ARGV[7] == '1', ARGV[8], ARGV[9] == '1'
 -- Compare and set: ARGV[10] is '1' when ARGV[11] holds the bytes the field must have.
 local cas, expected = ARGV[10] == '1', ARGV[11]
+-- An increment: ARGV[12] in decimal ('' for none), ARGV[13] the integer encoding.
+local incr, fmt = ARGV[12], ARGV[13]
 
 -- An id the store does not hold is never adopted: nothing is written (ttl -3), and the
 -- caller creates the session again under a wholly fresh id.
@@ -110,6 +258,26 @@ local has = has_id and live(cur) > 0
 if has_id and not has then return {0, 0, -3} end
 if (rename or not has) and live(fresh) > 0 then
   return redis.error_reply('COLLISION the new session id is already in use')
+end
+local out -- the value returned (an increment's)
+if incr ~= '' then
+  -- Decided before anything changes: an error reply leaves the session as it was. live()
+  -- dropped expired fields (HEXPIRE drops them itself): what HGET finds is live.
+  local found = has and redis.call('HGET', cur, f)
+  local neg, m = false, ZERO
+  if found then
+    neg, m = int_decode(found, fmt)
+    if not m then
+      return redis.error_reply('NOTINT the field does not hold a signed 64-bit integer')
+    end
+  end
+  local bneg = string.byte(incr, 1) == 45
+  neg, m = int_add(neg, m, bneg, m_from_dec(bneg and string.sub(incr, 2) or incr))
+  if not fits(neg, m) then
+    return redis.error_reply('OVERFLOW the result does not fit in signed 64 bits')
+  end
+  value = int_encode(neg, m, fmt)
+  out = value
 end
 local key = fresh
 if has then
@@ -152,7 +320,7 @@ if not skip then
   -- The session lives at least max(current, default, field ttl); -1 anywhere persists it.
   if kttl == -1 or fttl == -1 then
     redis.call('PERSIST', key)
-    return {written, key == fresh and 1 or 0, -1}
+    return {written, key == fresh and 1 or 0, -1, out}
   end
   local want = math.max(kttl, fttl) * 1000
   local current = redis.call('PTTL', key)
@@ -160,9 +328,10 @@ if not skip then
     redis.call('PEXPIRE', key, want)
     current = want
   end
-  return {written, key == fresh and 1 or 0, current == -1 and -1 or math.ceil(current / 1000)}
+  local ttl = current == -1 and -1 or math.ceil(current / 1000)
+  return {written, key == fresh and 1 or 0, ttl, out}
 end
-return {written, key == fresh and 1 or 0, redis.call('TTL', key)}
+return {written, key == fresh and 1 or 0, redis.call('TTL', key), out}
 """
 
 _GET = r"""
@@ -417,7 +586,7 @@ def _script(name: str, body: str) -> Script:
     return Script(name, (_PRELUDE + body).encode())
 
 
-WRITE = _script("write", _WRITE)
+WRITE = _script("write", _INTS + _WRITE)
 GET = _script("get", _GET)
 GET_ALL = _script("get_all", _GET_ALL)
 REMOVE = _script("remove", _REMOVE)

@@ -12,6 +12,7 @@ import trio
 from ..._cache import CacheEntry, CacheRead, HotLayer, Marker
 from ..._errors import SerializationError, SessionIdCollision, StoreError
 from ..._ids import TAG_BYTES, TAG_CHARS, SessionId
+from ..._ints import not_an_integer, out_of_range
 from ..._map import CorruptValue
 from ..._store import FieldRecord, Removal, SessionRecord, SessionStore, Write, WriteResult
 from . import _scripts as scripts
@@ -175,6 +176,10 @@ class RedisStore(SessionStore, HotLayer):
                 raise SessionIdCollision(
                     "the new session id is already in use; nothing was changed"
                 )
+            if message.startswith("NOTINT") and field is not None:
+                raise not_an_integer(field)
+            if message.startswith("OVERFLOW") and field is not None:
+                raise out_of_range(field)
             if message.startswith("CORRUPT") and field is not None:
                 raise SerializationError(
                     f"field {field!r}: its stored expiry is corrupt; overwrite or remove the field",
@@ -253,13 +258,17 @@ class RedisStore(SessionStore, HotLayer):
             b"0" if write.id is None else b"1",
             b"0" if write.expected is None else b"1",
             b"" if write.expected is None else write.expected,
+            b"" if write.incr is None else str(write.incr),
+            write.int_format or b"",
         )
-        written, moved, ttl = await self._run(scripts.WRITE, (current, fresh), args, False)
+        reply = await self._run(scripts.WRITE, (current, fresh), args, False, write.field)
+        written, moved, ttl = reply[0], reply[1], reply[2]
         if ttl == -3:
             assert write.id is not None
             return WriteResult(False, write.id, 0, absent=True)
         target = write.fresh_id if moved or write.id is None else write.id
-        return WriteResult(bool(written), target, int(ttl))
+        value = reply[3] if len(reply) > 3 else None
+        return WriteResult(bool(written), target, int(ttl), value=value)
 
     async def remove(self, id: SessionId, field: str) -> Removal:
         reply = await self._run(scripts.REMOVE, (self.key(id),), (field,), False)
