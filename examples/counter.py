@@ -23,8 +23,9 @@ Sessions(
 
 @app.route("/")
 async def index() -> str:
-    count = await session.get("count", 0) + 1
-    await session.update("count", count)
+    # One atomic store step: concurrent requests on one cookie never lose a visit (a get
+    # followed by an update would).
+    count = await session.incr("count")
     return f"You've visited this page {count} times\n"
 
 

@@ -1,7 +1,8 @@
 """Login and logout: the id is regenerated at login, so a planted id is worthless.
 
 ``prepare_regenerate()`` + ``update()`` writes the user and moves the session to a fresh id
-in one atomic store call; logout deletes the session and clears the cookie.
+in one atomic store call; a flash message is shown exactly once with ``pop()``; logout
+deletes the session and clears the cookie.
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ async def login() -> dict[str, str]:
 
 @app.get("/me")
 async def me() -> dict[str, str | None]:
-    return {"user": await session.get("user"), "flash": await session.get("flash")}
+    # pop() reads and removes in one store step: the flash is shown once, even to
+    # concurrent requests.
+    return {"user": await session.get("user"), "flash": await session.pop("flash")}
 
 
 @app.post("/logout")

@@ -20,8 +20,7 @@ COOKIE = CookieOptions(name="sid", max_age=3600, secure=False)
 
 async def handler(store: SessionStore, request: WebSocketRequest) -> None:
     session = session_for(request, store, cookie=COOKIE)
-    visits = await session.get("visits", 0) + 1
-    await session.update("visits", visits)  # before accept: the cookie rides the handshake
+    visits = await session.incr("visits")  # before accept: the cookie rides the handshake
     ws = await accept(request, session)
     await ws.send_message(f"visit {visits}")
     try:

@@ -18,6 +18,7 @@ from tests.integration.server import no_cookie_jar, served
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 sys.path.insert(0, str(EXAMPLES))
 
+import counter  # noqa: E402
 import login  # noqa: E402
 import websocket_chat  # noqa: E402
 
@@ -56,6 +57,28 @@ def test_counter_demo_process() -> None:
         proc.wait()
 
 
+async def test_concurrent_requests_to_the_counter_lose_nothing() -> None:
+    """Issue 16: 31 concurrent requests on one cookie used to leave the count at 24."""
+    async with (
+        served(counter.app) as url,
+        httpx.AsyncClient(base_url=url, cookies=no_cookie_jar()) as http,
+    ):
+        first = await http.get("/")
+        assert first.text == "You've visited this page 1 times\n"
+        jar = {"Cookie": first.headers["set-cookie"].split(";")[0]}
+        seen: list[str] = []
+
+        async def visit(into: list[str]) -> None:
+            into.append((await http.get("/", headers=jar)).text)
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(31):
+                nursery.start_soon(visit, seen)
+        counts = sorted(int(text.split()[-2]) for text in seen)
+        assert counts == list(range(2, 33))
+        assert (await http.get("/peek", headers=jar)).text == "count is 32\n"
+
+
 async def test_login_example_regenerates() -> None:
     app = login.app
     async with app.test_app():
@@ -66,6 +89,8 @@ async def test_login_example_regenerates() -> None:
         assert ok.status_code == 200
         me = await client.get("/me")
         assert await me.get_json() == {"user": "alice", "flash": "welcome, alice"}
+        again = await client.get("/me")  # the flash was popped: shown once
+        assert await again.get_json() == {"user": "alice", "flash": None}
         out = await client.post("/logout")
         assert await out.get_json() == {"logged_out": True}
         assert await (await client.get("/me")).get_json() == {"user": None, "flash": None}
