@@ -249,7 +249,8 @@ local fttl, kttl = tonumber(ARGV[5]) or 0, tonumber(ARGV[6])
 local rename, hot, has_id = ARGV[7] == '1', ARGV[8], ARGV[9] == '1'
 -- Compare and set: ARGV[10] is '1' when ARGV[11] holds the bytes the field must have.
 local cas, expected = ARGV[10] == '1', ARGV[11]
--- An increment: ARGV[12] in decimal ('' for none), ARGV[13] the integer encoding.
+-- An increment: ARGV[12] in decimal ('' for none), ARGV[13] the integer encoding. Only
+-- WRITE_INCR, which defines the integer functions (_INTS), is sent increments.
 local incr, fmt = ARGV[12], ARGV[13]
 
 -- An id the store does not hold is never adopted: nothing is written (ttl -3), and the
@@ -586,7 +587,10 @@ def _script(name: str, body: str) -> Script:
     return Script(name, (_PRELUDE + body).encode())
 
 
-WRITE = _script("write", _INTS + _WRITE)
+WRITE = _script("write", _WRITE)
+# The same write with the integer arithmetic defined: increments only, so that other writes
+# do not pay for defining it on every call.
+WRITE_INCR = _script("write_incr", _INTS + _WRITE)
 GET = _script("get", _GET)
 GET_ALL = _script("get_all", _GET_ALL)
 REMOVE = _script("remove", _REMOVE)

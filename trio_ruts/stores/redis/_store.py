@@ -261,7 +261,8 @@ class RedisStore(SessionStore, HotLayer):
             b"" if write.incr is None else str(write.incr),
             write.int_format or b"",
         )
-        reply = await self._run(scripts.WRITE, (current, fresh), args, False, write.field)
+        script = scripts.WRITE if write.incr is None else scripts.WRITE_INCR
+        reply = await self._run(script, (current, fresh), args, False, write.field)
         written, moved, ttl = reply[0], reply[1], reply[2]
         if ttl == -3:
             assert write.id is not None
