@@ -36,7 +36,14 @@ from trio.testing import MockClock
 
 from tests import servers
 from tests.layered_kit import Faulty, settled
-from trio_ruts import CborSerializer, CookieOptions, Session, SessionId, StoreError
+from trio_ruts import (
+    CborSerializer,
+    CookieOptions,
+    Session,
+    SessionError,
+    SessionId,
+    StoreError,
+)
 from trio_ruts.stores import (
     CacheEntry,
     CacheRead,
@@ -418,6 +425,22 @@ async def test_concurrent_incr_through_two_servers_loses_nothing(
         await settled(a)
         assert (await rig.hot.cache_read(sid, "a")).value == CBOR.dumps(195)
         assert await Session(b, sid).get("a") == 195
+
+
+async def test_a_refused_incr_does_not_hold_the_session(autojump_clock: MockClock) -> None:
+    """An increment cold refused (not an integer) changed nothing: unlike a cold call of
+    unknown outcome, it does not keep the session's hot copy from being refilled."""
+    async with two_servers() as (a, b, rig):
+        s = Session(a, cookie=CookieOptions(max_age=600))
+        await s.update("a", "text")
+        sid = s.id
+        assert sid is not None
+        await settled(a)
+        with pytest.raises(SessionError, match="field 'a'"):
+            await s.incr("a")
+        await settled(a)
+        assert await b.get(sid, "a") == CBOR.dumps("text")  # a miss: fills hot
+        assert (await rig.hot.cache_read(sid, "a")).value == CBOR.dumps("text")
 
 
 @pytest.mark.parametrize("op", ["update", "remove"])

@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 import trio
 
 from .._cache import CacheEntry, HotLayer, Marker
-from .._errors import SessionError, SessionIdCollision, StoreTimeout
+from .._errors import SessionError, StoreError, StoreTimeout
 from .._ids import SessionId
 from .._store import (
     DEFAULT_HOT_TTL_CAP,
@@ -264,8 +264,12 @@ class LayeredStore(SessionStore):
             try:
                 result = await self._cold(cold_op)
                 outcome = "committed"
-            except SessionIdCollision as exc:
-                failure, outcome = exc, "refused"
+            except SessionError as exc:
+                # A refusal (a collision, an increment of a non-integer) changed nothing; a
+                # StoreError (unreachable, timed out) leaves the outcome unknown.
+                failure = exc
+                if not isinstance(exc, StoreError):
+                    outcome = "refused"
             except Exception as exc:
                 failure = exc
         finally:
