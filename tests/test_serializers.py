@@ -9,6 +9,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from trio_ruts import CborSerializer, JsonSerializer, Serializer
+from trio_ruts._ints import decode_int, encode_int
 from trio_ruts._serializers import MAX_DEPTH
 
 json_values = st.recursive(
@@ -26,7 +27,7 @@ cbor_values = st.recursive(
     st.none()
     | st.booleans()
     | st.integers()
-    | st.floats(allow_nan=False)
+    | st.floats(allow_nan=False, allow_infinity=False)
     | st.text()
     | st.binary()
     | st.datetimes(timezones=st.just(datetime.UTC)),
@@ -173,3 +174,34 @@ def test_json_writes_exactly_what_it_can_read_back(kinds: list[str]) -> None:
             s.dumps(value)
     else:
         assert s.loads(s.dumps(value)) == value
+
+
+# -- the integer encodings stores apply incr to ------------------------------------------------
+
+INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
+
+
+@given(INT64)
+@example(23)
+@example(24)
+@example(-24)
+@example(-25)
+@example(2**32)
+def test_incr_codec_matches_the_serializers(number: int) -> None:
+    for serializer in (CborSerializer(), JsonSerializer()):
+        encoded = serializer.dumps(number)
+        assert encode_int(number, serializer.int_format) == encoded
+        assert decode_int(encoded, serializer.int_format) == number
+
+
+SCALARS = st.one_of(
+    st.integers(), st.floats(allow_nan=False, allow_infinity=False), st.text(), st.booleans()
+)
+
+
+@given(st.one_of(SCALARS, st.none()))
+def test_incr_codec_refuses_what_is_not_an_int64(value: Any) -> None:
+    is_int64 = type(value) is int and -(2**63) <= value < 2**63
+    for serializer in (CborSerializer(), JsonSerializer()):
+        found = decode_int(serializer.dumps(value), serializer.int_format)
+        assert found == (value if is_int64 else None)
