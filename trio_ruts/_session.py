@@ -679,11 +679,12 @@ class Session:
             self._mark_set(record.ttl)
 
     def prepare_regenerate(self) -> SessionId:
-        """Choose a new id now; the next ``insert``/``update`` writes and moves the session
-        to it in one atomic store call. Calling it again replaces the pending id. If that
-        write fails, the session keeps its old id and the pending id is dropped; if it failed
-        after reaching the store (``StoreError``, ``StoreTimeout``), the next call checks
-        which of the two ids the store holds the session under, and follows it.
+        """Choose a new id now; the next write (``insert``, ``update``, ``update_if``,
+        ``incr``) writes and moves the session to it in one atomic store call. Calling it
+        again replaces the pending id. If that write fails, the session keeps its old id and
+        the pending id is dropped; if it failed after reaching the store (``StoreError``,
+        ``StoreTimeout``), the next call checks which of the two ids the store holds the
+        session under, and follows it.
 
         Returns:
             The id the session will have after the next write.
