@@ -469,10 +469,16 @@ DROP FUNCTION {remove}(bytea, text);
 CREATE FUNCTION {remove}(p_id bytea, p_field text,
   OUT removed boolean, OUT ttl integer, OUT value bytea)
 LANGUAGE plpgsql AS $$
-DECLARE v_exp timestamptz;
+DECLARE
+  v_exp timestamptz;
+  v_live boolean;
 BEGIN
-  SELECT expires_at INTO v_exp FROM {sessions} WHERE id = p_id FOR UPDATE;
-  IF NOT FOUND OR NOT {live}(p_id) THEN
+  -- Lock the session row and see whether it is live, in one statement (as the write does).
+  SELECT s.expires_at, s.expires_at > now() AND EXISTS (
+      SELECT 1 FROM {fields} f WHERE f.session_id = p_id
+        AND (f.expires_at IS NULL OR f.expires_at > now()))
+    INTO v_exp, v_live FROM {sessions} s WHERE s.id = p_id FOR UPDATE;
+  IF NOT coalesce(v_live, false) THEN
     removed := false;
     RETURN;
   END IF;
@@ -480,7 +486,9 @@ BEGIN
     AND (f.expires_at IS NULL OR f.expires_at > now())
     RETURNING f.value INTO value;
   removed := FOUND;
-  IF {live}(p_id) THEN
+  -- Only a removal can have ended the session.
+  IF NOT removed OR EXISTS (SELECT 1 FROM {fields} f WHERE f.session_id = p_id
+      AND (f.expires_at IS NULL OR f.expires_at > now())) THEN
     ttl := {ttl}(v_exp);
   ELSE
     DELETE FROM {sessions} WHERE id = p_id;
