@@ -183,11 +183,54 @@ local function m_to_bytes(m, n) -- the low n bytes, big-endian
   return table.concat(out)
 end
 
-local INT64_MAX = m_from_dec('9223372036854775807')
-local INT64_MIN_ABS = m_from_dec('9223372036854775808')
 local ZERO, ONE = {0}, {1}
 
-local function fits(neg, m) return m_cmp(m, neg and INT64_MIN_ABS or INT64_MAX) <= 0 end
+local function fits(neg, m)
+  local bound = neg and '9223372036854775808' or '9223372036854775807'
+  return m_cmp(m, m_from_dec(bound)) <= 0
+end
+
+-- The common case in plain Lua numbers: an integer below 2^31 in magnitude in its canonical
+-- encoding, or nil (the exact limb arithmetic then decides).
+local function small_decode(v, fmt)
+  if fmt == 'json' then
+    if #v <= 10 and string.find(v, '^%-?%d+$') and not string.find(v, '^%-?0%d') then
+      local n = tonumber(v)
+      if n < 2147483648 and n > -2147483648 then return n end
+    end
+    return nil
+  end
+  local b0, n = string.byte(v, 1), nil
+  if not b0 or b0 >= 64 then return nil end
+  local info = b0 % 32
+  if info < 24 and #v == 1 then
+    n = info
+  elseif info == 24 and #v == 2 then
+    n = string.byte(v, 2)
+    if n < 24 then return nil end
+  elseif info == 25 and #v == 3 then
+    n = string.byte(v, 2) * 256 + string.byte(v, 3)
+    if n < 256 then return nil end
+  elseif info == 26 and #v == 5 then
+    local a, b, c, d = string.byte(v, 2, 5)
+    n = ((a * 256 + b) * 256 + c) * 256 + d
+    if n < 65536 or n >= 2147483648 then return nil end
+  else
+    return nil
+  end
+  return b0 >= 32 and -1 - n or n
+end
+
+local function small_encode(n, fmt) -- |n| < 2^32
+  if fmt == 'json' then return string.format('%d', n) end
+  local major, arg = 0, n
+  if n < 0 then major, arg = 32, -1 - n end
+  if arg < 24 then return string.char(major + arg) end
+  if arg < 256 then return string.char(major + 24, arg) end
+  if arg < 65536 then return string.char(major + 25, math.floor(arg / 256), arg % 256) end
+  return string.char(major + 26, math.floor(arg / 16777216) % 256,
+    math.floor(arg / 65536) % 256, math.floor(arg / 256) % 256, arg % 256)
+end
 
 local CBOR_SIZES = {[24] = 1, [25] = 2, [26] = 4, [27] = 8}
 
@@ -265,6 +308,11 @@ if incr ~= '' then
   -- Decided before anything changes: an error reply leaves the session as it was. live()
   -- dropped expired fields (HEXPIRE drops them itself): what HGET finds is live.
   local found = has and redis.call('HGET', cur, f)
+  local now_n = (not found and 0) or small_decode(found, fmt)
+  local by_n = #incr <= 10 and tonumber(incr)
+  if now_n and by_n and by_n < 2147483648 and by_n > -2147483648 then
+    value = small_encode(now_n + by_n, fmt)
+  else
   local neg, m = false, ZERO
   if found then
     neg, m = int_decode(found, fmt)
@@ -278,6 +326,7 @@ if incr ~= '' then
     return redis.error_reply('OVERFLOW the result does not fit in signed 64 bits')
   end
   value = int_encode(neg, m, fmt)
+  end
   out = value
 end
 local key = fresh
