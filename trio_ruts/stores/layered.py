@@ -166,10 +166,10 @@ class LayeredStore(SessionStore):
 
     # -- the two halves --------------------------------------------------------------------------
 
-    def _hot_usable(self, id: SessionId | None = None) -> bool:
-        if trio.current_time() < self._hot_skip_until:
-            return False
-        return id is None or id.bytes not in self._dirty
+    def _hot_usable(self, id: SessionId) -> bool:
+        """Whether a read of ``id`` may try hot: not while backing off after a hot failure,
+        nor while the session's hot copy waits to be dropped."""
+        return trio.current_time() >= self._hot_skip_until and id.bytes not in self._dirty
 
     def _mark_dirty(self, id: SessionId, *, hold: bool = False) -> None:
         self._dirty[id.bytes] = hold or self._dirty.get(id.bytes, False)
@@ -177,7 +177,7 @@ class LayeredStore(SessionStore):
 
     async def _hot(self, fn: Callable[..., Awaitable[T]], *args: Any, **kw: Any) -> _Hot | None:
         """Run a hot operation within ``hot_timeout``; ``None`` if it failed, whatever it
-        raised, or timed out (and then skip hot for ``hot_retry`` seconds)."""
+        raised, or timed out (and then reads skip hot for ``hot_retry`` seconds)."""
         # The try is outside the deadline's scope: a group that scope leaves (its own
         # Cancelled stripped) is caught too.
         try:
