@@ -41,6 +41,8 @@ class Faulty(SessionStore, HotLayer):
         delay: seconds before each call reaches the store.
         after: seconds after the store answered, before the caller sees it.
         jitter: up to this many extra seconds, drawn at random, before and after.
+        stall_rate: the share of calls held up before they reach the store by up to
+            ``stall`` seconds more, drawn at random (a mark that lands after its own commit).
         fail: raise ``error`` (before touching the store) on every call.
         fail_rate: the share of writes (write, remove) that fail that way, at random.
         error: the exception type raised.
@@ -53,6 +55,8 @@ class Faulty(SessionStore, HotLayer):
         self.delay = 0.0
         self.after = 0.0
         self.jitter = 0.0
+        self.stall_rate = 0.0
+        self.stall = 0.0
         self.fail = False
         self.fail_rate = 0.0
         self.error: type[Exception] = StoreError
@@ -66,7 +70,10 @@ class Faulty(SessionStore, HotLayer):
 
     async def _call(self, name: str, fn: Callable[[], Awaitable[T]], value: Any = None) -> T:
         self.calls[name] += 1
-        await trio.sleep(self.delay + self._rng.random() * self.jitter)
+        wait = self.delay + self._rng.random() * self.jitter
+        if self.stall_rate and self._rng.random() < self.stall_rate:
+            wait += self._rng.random() * self.stall
+        await trio.sleep(wait)
         if self.fail or (value is not None and self._rng.random() < self.fail_rate):
             if isinstance(value, bytes):
                 self.failed.add(value)
@@ -108,6 +115,8 @@ class Faulty(SessionStore, HotLayer):
         return await self._call("cache_mark", partial(self._hot.cache_mark, id, field, hold))
 
     async def cache_settle(self, *args: Any, **kw: Any) -> bool:
+        if not kw.get("ordered", True):  # a change whose mark ran beside its cold write
+            self.calls["cache_settle beside"] += 1
         return await self._call("cache_settle", partial(self._hot.cache_settle, *args, **kw))
 
     async def cache_fill(

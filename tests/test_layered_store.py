@@ -151,19 +151,27 @@ async def test_write_latency_is_the_slower_layer(autojump_clock: MockClock) -> N
     hot.delay, cold.delay = 0.05, 0.2
     async with LayeredStore(hot, cold, hot_timeout=1.0) as layered:
         s = Session(layered, cookie=COOKIE)
-        for op in (
-            lambda: s.update("a", 1),
-            lambda: s.insert("b", 2),
-            lambda: s.remove("b"),
-            lambda: s.expire(300),
-            lambda: s.regenerate(),
+        # Ordered (0.05 + 0.2): the mark lands first, then the cold write, and the settle
+        # after it runs in the store's nursery (not 0.05 + 0.2 + 0.05). Beside (0.2): once
+        # hot knows the session's floor, a change marks beside the cold write (MemoryStore
+        # stamps its writes and removals); a change without a stamp (expire, regenerate)
+        # makes hot forget the floor, and the next change is ordered and learns it again.
+        ordered, beside = 0.25, 0.2
+        for op, took in (
+            (lambda: s.update("a", 1), ordered),  # a new session: floor unknown
+            (lambda: s.insert("b", 2), beside),
+            (lambda: s.update("a", 3), beside),
+            (lambda: s.remove("b"), beside),
+            (lambda: s.update("a", 1), beside),
+            (lambda: s.expire(300), beside),
+            (lambda: s.regenerate(), ordered),
+            (lambda: s.update("a", 1), ordered),  # the new id: floor unknown
+            (lambda: s.update("a", 1), beside),
         ):
             await settled(layered)  # the previous write's settle is done
             start = trio.current_time()
             await op()
-            # The mark lands first, then the cold write; the settle after it runs in the
-            # store's nursery: 0.05 + 0.2, not 0.05 + 0.2 + 0.05.
-            assert trio.current_time() - start == pytest.approx(0.25)
+            assert trio.current_time() - start == pytest.approx(took)
         assert await Session(layered, s.id).get("a") == 1  # the moved session refills hot
         assert await fields_of(cold.inner, s.id) == await fields_of(hot.inner, s.id) == {"a": 1}
 

@@ -652,6 +652,7 @@ def test_derived_names_fit_and_stay_as_released() -> None:
         "delete_expired": '"sessions_delete_expired"',
         "int_decode": '"sessions_int_decode"',
         "int_encode": '"sessions_int_encode"',
+        "seq": '"sessions_seq"',
         "sessions_pkey": '"sessions_pkey"',
         "sessions_expires_idx": '"sessions_expires_idx"',
         "fields_pkey": '"sessions_fields_pkey"',

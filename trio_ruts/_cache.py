@@ -13,18 +13,24 @@ Per session the hot layer keeps:
   to be cached;
 * *in flight*: how many changes are running against the cold store (a count that lapses at a
   *deadline*, so a writer that died cannot block the cache for ever);
-* an *epoch*: a number that every announcement and settlement of a change increases.
+* an *epoch*: a number that every announcement and settlement of a change increases;
+* a *floor*: the newest version stamp of the cold store (``WriteResult.version``) that a
+  settle brought, or *unknown*.
 
 The four steps (each one atomic in the hot store):
 
 ``cache_mark(id, field, hold)``
-    Sent beside the cold write, concurrently: deletes the entries the change affects (one
-    field, or the whole session when ``field`` is ``None``), counts one more change in flight
-    for ``hold`` seconds, and returns the new epoch.
-``cache_settle(id, field, epoch, entry, known, hold)``
+    Sent before the cold write (*ordered*) or, when the cold store stamps its writes with
+    versions and the session's floor is known, beside it: deletes the entries the change
+    affects (one field, or the whole session when ``field`` is ``None``), counts one more
+    change in flight for ``hold`` seconds, and returns the new epoch.
+``cache_settle(id, field, epoch, entry, known, hold, version, ordered)``
     Sent after the cold write committed (or failed, or was cancelled): installs ``entry`` only
-    if the epoch is still the one the mark returned and this change is the only one in flight;
-    otherwise deletes what the change affected. When the cold outcome is ``known``, the change
+    if the epoch is still the one the mark returned, this change is the only one in flight,
+    and the change may settle by :func:`settles` (its version newer than the floor; a mark
+    that ran beside the cold write may have landed after its own commit, so only a known
+    floor can tell its value from an older one); otherwise deletes what the change affected.
+    The floor then moves by :func:`next_floor`. When the cold outcome is ``known``, the change
     leaves the in-flight count (if its mark was counted: ``epoch`` given); when it is not (a
     cancelled or failed cold call may still commit later), the session is held as if one more
     change were in flight for ``hold`` seconds, so no fill can install a snapshot older than
@@ -41,9 +47,20 @@ The four steps (each one atomic in the hot store):
 
 Why this is enough: hot only ever gains a value from a settle or a fill, both after the cold
 commit they copy, and both refused if any change touched the session since they were decided;
-every change deletes what it affects before and after the cold commit. Deleting is always
-safe, so every doubt (a contended field, a cancelled call, an unreachable hot layer) ends in a
-deletion, and the next read refills from cold.
+every change deletes what it affects before its call returns and again at its settle.
+Deleting is always safe, so every doubt (a contended field, a cancelled call, an unreachable
+hot layer, an unknown floor) ends in a deletion, and the next read refills from cold.
+
+Why a known floor lets a mark land late. A settle of stamp ``v`` installs only if its epoch
+is unchanged (no mark or settle since its own mark), it is alone in flight, and ``v`` is above
+the floor. Take any change committed after it (stamp ``w > v``): if that change's mark came
+after this one's, the epoch moved; if it came before and that change has not settled, it is
+in flight; if it settled after this mark, the epoch moved; if it settled before this mark,
+it raised the floor to ``w > v`` (every settle raises a known floor), or the floor became
+unknown (a lost key, a change without a stamp) and this settle, not ordered, is refused. A
+floor is first learned only from an *ordered* settle that is alone with its epoch unchanged:
+its mark landed before its commit, so every later commit's mark came after it, and no stamp
+newer than its own can have settled first.
 """
 
 from __future__ import annotations
@@ -52,6 +69,7 @@ import abc
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from ._ids import SessionId
 
@@ -91,6 +109,45 @@ class CacheRead:
     epoch: int
 
 
+def settles(floor: int | None, version: int | None, ordered: bool) -> bool:
+    """Whether a settle that is alone in flight, its epoch unchanged, may install: a stamped
+    change newer than a known floor; an ordered change when the floor is unknown, or when the
+    cold store gives no stamps."""
+    if version is None or floor is None:
+        return ordered
+    return version > floor
+
+
+def next_floor(
+    floor: int | None, version: int | None, *, ordered: bool, alone: bool, known: bool
+) -> int | None:
+    """The floor after a settle: forgotten by a committed change without a stamp (``None``),
+    raised by any stamp while known, and learned only from an ordered settle that is ``alone``
+    (its epoch unchanged, no other change in flight). A change whose outcome is not ``known``
+    leaves it as it is: it holds the session, so that no settle installs before a late commit
+    of it has landed."""
+    if not known:
+        return floor
+    if version is None:
+        return None
+    if floor is not None:
+        return max(floor, version)
+    return version if ordered and alone else None
+
+
+class Settled(NamedTuple):
+    """What :meth:`HotLayer.cache_settle` did.
+
+    Attributes:
+        installed: the entry was installed.
+        floor: the hot layer knows the session's floor afterwards, so the session's next
+            change may mark beside its cold write.
+    """
+
+    installed: bool
+    floor: bool
+
+
 class HotLayer(abc.ABC):
     """The capability of a store that can be a LayeredStore's hot layer.
 
@@ -120,13 +177,17 @@ class HotLayer(abc.ABC):
         *,
         known: bool,
         hold: float,
-    ) -> bool:
+        version: int | None = None,
+        ordered: bool = True,
+    ) -> Settled:
         """End a change announced by :meth:`cache_mark` (``epoch`` is what it returned, or
-        ``None`` when unknown). Install ``entry`` if the epoch is unchanged and this change
-        is the only one in flight, else delete the affected entries. If the cold outcome is
-        ``known``, take a counted change (``epoch`` given) off the in-flight count; if not,
-        count one more change in flight for ``hold`` seconds. Bumps the epoch. ``True`` if
-        ``entry`` was installed."""
+        ``None`` when unknown). Install ``entry`` if the epoch is unchanged, this change is
+        the only one in flight and :func:`settles` allows it (``version``: the cold stamp of
+        the change, ``None`` if none; ``ordered``: the mark landed before the cold call was
+        sent), else delete the affected entries; move the floor by :func:`next_floor`. If the
+        cold outcome is ``known``, take a counted change (``epoch`` given) off the in-flight
+        count; if not, count one more change in flight for ``hold`` seconds. Bumps the epoch.
+        """
 
     @abc.abstractmethod
     async def cache_fill(

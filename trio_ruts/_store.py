@@ -119,6 +119,14 @@ class WriteResult:
         ttl: the session's remaining lifetime after the call (seconds, or ``-1``).
         absent: the store does not hold ``Write.id``; nothing was written.
         value: with ``Write.incr``, the field's new encoded value.
+        version: optional, for stores that can be a LayeredStore's cold layer: a *version
+            stamp* of the change, issued inside the write's own atomic step. Stamps of the
+            changes of one session id grow in the order the changes committed, and never
+            repeat for that id, even after the session ended and the id was used again
+            (a global counter or sequence does it). A call that changed nothing (an absent
+            session) may carry one drawn anywhere in the call. ``None`` (the default): the
+            store issues none, and a LayeredStore over it marks hot before each cold write
+            rather than beside it (see docs/layered.md).
     """
 
     written: bool
@@ -126,6 +134,7 @@ class WriteResult:
     ttl: int
     absent: bool = False
     value: bytes | None = None
+    version: int | None = None
 
 
 @dataclass(slots=True)
@@ -138,11 +147,14 @@ class Removal:
             (it was absent, or its last field was removed).
         value: the removed field's value (``None`` when nothing was removed), read in the
             same atomic step, so that ``Session.pop`` hands it to exactly one caller.
+        version: optional: the change's version stamp, as ``WriteResult.version`` (from
+            the same sequence).
     """
 
     removed: bool
     ttl: int | None
     value: bytes | None = None
+    version: int | None = None
 
 
 @dataclass(slots=True)

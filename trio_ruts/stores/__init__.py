@@ -10,6 +10,7 @@ from .._cache import CacheEntry as CacheEntry
 from .._cache import CacheRead as CacheRead
 from .._cache import HotLayer as HotLayer
 from .._cache import Marker as Marker
+from .._cache import Settled as Settled
 from .._store import FieldRecord as FieldRecord
 from .._store import Placement as Placement
 from .._store import Removal as Removal
@@ -50,6 +51,7 @@ __all__ = [
     "Removal",
     "SessionRecord",
     "SessionStore",
+    "Settled",
     "Write",
     "WriteResult",
     "WriteThrough",

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import trio
 
-from .._cache import CacheEntry, CacheRead, HotLayer, Marker
+from .._cache import CacheEntry, CacheRead, HotLayer, Marker, Settled, next_floor, settles
 from .._errors import SessionIdCollision
 from .._ids import SessionId
 from .._ints import incremented
@@ -41,12 +41,13 @@ class _Session:
 class _CacheState:
     """The hot-layer protocol state of one session (see :mod:`trio_ruts._cache`)."""
 
-    __slots__ = ("count", "deadline", "epoch", "markers")
+    __slots__ = ("count", "deadline", "epoch", "floor", "markers")
 
     def __init__(self) -> None:
         self.count = 0  # changes in flight, until the deadline
         self.deadline = -_NEVER
         self.epoch = 0
+        self.floor: int | None = None  # the newest cold version stamp settled; None: unknown
         self.markers: dict[str, tuple[Marker, float]] = {}  # field -> (marker, expires)
 
     def in_flight(self, now: float) -> int:
@@ -97,6 +98,9 @@ class MemoryStore(SessionStore, HotLayer):
         self._sessions: dict[bytes, _Session] = {}
         self._cache: dict[bytes, _CacheState] = {}  # hot-layer protocol state
         self._epochs = itertools.count(1)  # epochs are unique across sessions
+        # Version stamps of writes (WriteResult.version): one counter for every session, so
+        # an id used again never repeats an earlier stamp.
+        self._versions = itertools.count(1)
 
     def __len__(self) -> int:
         """How many sessions are held, expired ones not yet purged included."""
@@ -151,7 +155,7 @@ class MemoryStore(SessionStore, HotLayer):
         key = None if id is None else id.bytes
         found = None if key is None else self._live(key, now)
         if id is not None and found is None:  # never adopted: the caller starts afresh
-            return WriteResult(False, id, 0, absent=True)
+            return WriteResult(False, id, 0, absent=True, version=next(self._versions))
         refile = found is None or write.rename  # a new session, or one that moves
         if refile:
             target = write.fresh_id
@@ -194,6 +198,7 @@ class MemoryStore(SessionStore, HotLayer):
                 self._sessions.pop(key, None)
             self._sessions[target.bytes] = entry
         result = WriteResult(written, target, _remaining(now, entry.expires))
+        result.version = next(self._versions)
         if write.incr is not None:
             result.value = value
         return result
@@ -235,14 +240,15 @@ class MemoryStore(SessionStore, HotLayer):
         await trio.lowlevel.checkpoint()
         now = trio.current_time()
         entry = self._live(id.bytes, now)
+        version = next(self._versions)
         if entry is None:
-            return Removal(False, None)
+            return Removal(False, None, version=version)
         found = entry.fields.pop(field, None)
         value = None if found is None else found.value
         if not entry.fields:
             del self._sessions[id.bytes]
-            return Removal(found is not None, None, value)
-        return Removal(found is not None, _remaining(now, entry.expires), value)
+            return Removal(found is not None, None, value, version)
+        return Removal(found is not None, _remaining(now, entry.expires), value, version)
 
     async def delete(self, id: SessionId) -> bool:
         self._check_open()
@@ -352,14 +358,18 @@ class MemoryStore(SessionStore, HotLayer):
         *,
         known: bool,
         hold: float,
-    ) -> bool:
+        version: int | None = None,
+        ordered: bool = True,
+    ) -> Settled:
         self._check_open()
         await trio.lowlevel.checkpoint()
         now = trio.current_time()
         key = id.bytes
         state = self._state(key)
         count = state.in_flight(now)
-        install = entry is not None and epoch == state.epoch and count == 1
+        alone = epoch == state.epoch and count == 1
+        install = entry is not None and alone and settles(state.floor, version, ordered)
+        state.floor = next_floor(state.floor, version, ordered=ordered, alone=alone, known=known)
         if known:
             if epoch is not None:  # this change's mark was counted: take it off
                 state.count = max(0, count - 1)
@@ -371,7 +381,7 @@ class MemoryStore(SessionStore, HotLayer):
             assert entry is not None
             self._install(key, entry, now)
         state.epoch = next(self._epochs)
-        return install
+        return Settled(install, state.floor is not None)
 
     async def cache_fill(
         self, id: SessionId, lease: int, entries: Sequence[CacheEntry], ttl: int

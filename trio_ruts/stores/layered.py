@@ -1,8 +1,9 @@
 """LayeredStore: a hot cache store over a durable cold store.
 
 The cold store is the source of truth; the hot store is a cache of it, never a second truth.
-A write first *marks* the session in hot, then writes cold; after the cold commit one small
-hot step *settles* the change (off the caller's path once the mark landed). Reads try hot,
+A write *marks* the session in hot beside its cold write (before it, until the hot store knows
+the session's floor of cold version stamps); after the cold commit one small hot step
+*settles* the change (off the caller's path once the mark landed). Reads try hot,
 and on a miss read the whole session from cold and *fill* hot with it under a lease. The hot
 store itself refuses stale settles and fills inside its own atomic steps (see
 :mod:`trio_ruts._cache` for the protocol and docs/layered.md for why it keeps the coherence
@@ -24,11 +25,11 @@ import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 import trio
 
-from .._cache import CacheEntry, HotLayer, Marker
+from .._cache import CacheEntry, HotLayer, Marker, Settled
 from .._errors import SessionError, StoreError, StoreTimeout
 from .._ids import SessionId
 from .._store import (
@@ -43,6 +44,32 @@ from .._store import (
 
 T = TypeVar("T")
 _log = logging.getLogger("trio_ruts.layered")
+
+
+#: How many sessions a LayeredStore remembers as having a known floor in hot.
+_FLOORED_MAX = 65536
+
+
+class _Cold(Generic[T]):
+    """The cold half of one change: its outcome (``untouched``, ``committed``, ``refused``
+    or ``unknown``), result or failure, and the events that pair it with a mark running
+    beside it."""
+
+    __slots__ = ("ended", "failure", "landed", "outcome", "result", "started")
+
+    def __init__(self) -> None:
+        self.outcome = "untouched"
+        self.result: T | None = None
+        self.failure: Exception | None = None
+        self.started = trio.current_time()
+        self.ended = trio.Event()  # the cold call ended (whatever its outcome)
+        self.landed = trio.Event()  # the mark beside it answered, or failed
+
+    def outcome_of(self) -> T:
+        """The cold call's result, or its failure raised."""
+        if self.failure is not None:
+            raise self.failure
+        return cast(T, self.result)
 
 
 @dataclass(slots=True)
@@ -121,6 +148,10 @@ class LayeredStore(SessionStore):
         # later reads and changes of the session here wait for it (within hot_timeout)
         # rather than read cold or collide with it in hot.
         self._busy: dict[bytes, trio.Event] = {}
+        # Whether the cold store stamps its writes with versions (seen on a write),
+        # and the sessions whose floor hot knows, oldest first (see _learn).
+        self._stamped = False
+        self._floored: dict[bytes, None] = {}
 
     def __repr__(self) -> str:
         return f"LayeredStore(hot={self.hot!r}, cold={self.cold!r})"
@@ -172,6 +203,7 @@ class LayeredStore(SessionStore):
         return trio.current_time() >= self._hot_skip_until and id.bytes not in self._dirty
 
     def _mark_dirty(self, id: SessionId, *, hold: bool = False) -> None:
+        self._floored.pop(id.bytes, None)  # the drop forgets the floor in hot
         self._dirty[id.bytes] = hold or self._dirty.get(id.bytes, False)
         self._dirty_event.set()
 
@@ -201,7 +233,7 @@ class LayeredStore(SessionStore):
                 f"the cold layer did not answer within {self._cold_timeout} s"
             ) from None
 
-    async def _drop(self, id: SessionId, hold: bool) -> bool:
+    async def _drop(self, id: SessionId, hold: bool) -> Settled:
         """Delete every cached entry of a session; ``hold`` it for ``write_hold`` when what
         made it dirty was a change whose cold outcome is unknown."""
         return await self._cache.cache_settle(id, None, None, None, known=not hold, hold=self._hold)
@@ -214,9 +246,12 @@ class LayeredStore(SessionStore):
         entry: CacheEntry | None,
         *,
         known: bool = True,
-    ) -> None:
-        """End a change in hot within ``hot_timeout``; a session whose hot copy could not be
-        settled becomes dirty."""
+        version: int | None = None,
+        ordered: bool = True,
+    ) -> bool:
+        """End a change in hot within ``hot_timeout`` (``version``: the cold stamp of the
+        change; ``ordered``: its mark landed before the cold call); a session whose hot copy
+        could not be settled becomes dirty. ``True`` if ``entry`` was installed."""
         settle = partial(
             self._cache.cache_settle,
             id,
@@ -225,75 +260,152 @@ class LayeredStore(SessionStore):
             entry,
             known=known,
             hold=self._hold,
+            version=version,
+            ordered=ordered,
         )
-        if await self._hot(settle) is None:
+        done = await self._hot(settle)
+        if done is None:
             self._mark_dirty(id, hold=not known)
+            return False
+        settled: Settled = done.value
+        self._learn(id, floor=settled.floor)
+        return settled.installed
+
+    def _learn(self, id: SessionId, *, floor: bool) -> None:
+        """Keep track of the sessions whose floor hot knows, as the last settle here said
+        (see :mod:`trio_ruts._cache`): their changes mark beside the cold write. Another app
+        server may make hot forget it meanwhile; then a settle is refused, which says so,
+        and the next change here is ordered again: one hot round trip more, never a stale
+        copy."""
+        key = id.bytes
+        self._floored.pop(key, None)
+        if floor:
+            self._floored[key] = None
+            if len(self._floored) > _FLOORED_MAX:
+                del self._floored[next(iter(self._floored))]
+
+    def _beside(self, id: SessionId) -> bool:
+        """Whether a change of ``id`` may mark hot beside its cold write: the cold store
+        stamps its writes and hot knows the session's floor (as far as this process saw)."""
+        return self._stamped and id.bytes in self._floored and self._nursery is not None
+
+    def _ending(
+        self,
+        id: SessionId | None,
+        field: str | None,
+        epoch: int | None,
+        cold: _Cold[T],
+        settle: Callable[[T, int | None, float, bool], Awaitable[None]],
+        *,
+        ordered: bool,
+    ) -> Callable[[], Awaitable[object]] | None:
+        """A change's hot ending, decided once its mark and its cold call ended: the settle
+        of a commit; the deletion of what a refused or unknown change affects; or, when the
+        mark failed, nothing but a dirty session for the invalidator."""
+        if id is not None and epoch is None and cold.outcome != "untouched":
+            # The mark failed: hot did not answer within hot_timeout. Rather than wait for
+            # it again, leave its copy to the invalidator.
+            self._mark_dirty(id, hold=cold.outcome == "unknown")
+            return None
+        if cold.outcome == "committed":
+            return partial(settle, cast(T, cold.result), epoch, cold.started, ordered)
+        if id is not None:
+            known = cold.outcome != "unknown"
+            return partial(self._settle, id, field, epoch, None, known=known, ordered=ordered)
+        return None
+
+    async def _cold_call(self, cold_op: Callable[[], Awaitable[T]], cold: _Cold[T]) -> None:
+        """Run the cold half of a change, recording its outcome in ``cold``; a failure is
+        kept there for the caller to raise once the change's hot half is decided."""
+        cold.started = trio.current_time()
+        cold.outcome = "unknown"
+        try:
+            cold.result = await self._cold(cold_op)
+            cold.outcome = "committed"
+        except SessionError as exc:
+            # A refusal (a collision, an increment of a non-integer) changed nothing; a
+            # StoreError (unreachable, timed out) leaves the outcome unknown.
+            cold.failure = exc
+            if not isinstance(exc, StoreError):
+                cold.outcome = "refused"
+        except Exception as exc:
+            cold.failure = exc
 
     async def _change(
         self,
         id: SessionId | None,
         field: str | None,
         cold_op: Callable[[], Awaitable[T]],
-        settle: Callable[[T, int | None, float], Awaitable[None]],
+        settle: Callable[[T, int | None, float, bool], Awaitable[None]],
     ) -> T:
         """Mark ``id``'s hot copy (``field``, or the whole session when ``None``), run
-        ``cold_op``, then end the change in hot: ``settle(result, epoch, started)`` once cold
-        committed (``epoch``: the mark's, ``None`` if it failed; ``started``: when the cold
-        call began), or delete what the change affects if cold failed.
+        ``cold_op``, then end the change in hot: ``settle(result, epoch, started, ordered)``
+        once cold committed (``epoch``: the mark's, ``None`` if it failed; ``started``: when
+        the cold call began; ``ordered``: whether the mark landed before it), or delete what
+        the change affects if cold failed.
 
-        The mark lands before the cold write is sent: a mark that arrived after its own
-        commit could let an older value settle over a newer one. Writes never skip it, even
-        while reads skip an unreachable hot layer; it is bounded by ``hot_timeout``. Once
-        it landed, the change's entries are gone from hot and no fill is accepted before the
-        ending, so the ending runs in the store's nursery, off the caller's path (a read
-        after the call reads cold, or here waits for it); otherwise it runs before the call
-        returns. Either way it is shielded and each hot step bounded by ``hot_timeout``.
+        The mark lands before the cold write is sent (*ordered*), unless the cold store
+        stamps its writes with versions and hot knows the session's floor: then it runs
+        beside the cold write, in the store's nursery, and the call returns once both ended
+        (a mark that lands after its own commit cannot settle an older value over a newer
+        one: hot compares the stamps). Writes never skip the mark, even while reads skip an
+        unreachable hot layer; it is bounded by ``hot_timeout``. Once it landed, the change's
+        entries are gone from hot and no fill is accepted before the ending, so the ending
+        runs in the store's nursery, off the caller's path (a read after the call reads cold,
+        or here waits for it); otherwise it runs before the call returns. Either way it is
+        shielded and each hot step bounded by ``hot_timeout``.
         """
         await self._wait_busy(id)
         done = self._begin(id)
+        cold: _Cold[T] = _Cold()
+        beside = id is not None and self._beside(id)
+        if beside and self._start(self._mark_beside, id, field, cold, settle, done):
+            try:
+                await self._cold_call(cold_op, cold)
+            finally:
+                cold.ended.set()
+            await cold.landed.wait()  # the call returns once its mark landed (read-your-writes)
+            return cold.outcome_of()
         epoch: int | None = None
-        failure: Exception | None = None
-        outcome = "untouched"  # the cold layer: untouched, committed, refused or unknown
-        started = trio.current_time()
         try:
             if id is not None:
                 marked = await self._hot(self._cache.cache_mark, id, field, self._hold)
                 epoch = None if marked is None else marked.value
-            started = trio.current_time()
-            outcome = "unknown"
-            try:
-                result = await self._cold(cold_op)
-                outcome = "committed"
-            except SessionError as exc:
-                # A refusal (a collision, an increment of a non-integer) changed nothing; a
-                # StoreError (unreachable, timed out) leaves the outcome unknown.
-                failure = exc
-                if not isinstance(exc, StoreError):
-                    outcome = "refused"
-            except Exception as exc:
-                failure = exc
+            await self._cold_call(cold_op, cold)
         finally:
-            ending: Callable[[], Awaitable[None]] | None = None
-            if id is not None and epoch is None and outcome != "untouched":
-                # The mark failed: hot did not answer within hot_timeout. Rather than wait
-                # for it again, leave its copy to the invalidator.
-                self._mark_dirty(id, hold=outcome == "unknown")
-            elif outcome == "committed":
-                ending = partial(settle, result, epoch, started)
-            elif id is not None:
-                known = outcome != "unknown"
-                ending = partial(self._settle, id, field, epoch, None, known=known)
+            ending = self._ending(id, field, epoch, cold, settle, ordered=True)
             if ending is None:
                 self._end(id, done)
-            elif not (epoch is not None and self._later(ending, id, done)):
+            elif not (epoch is not None and self._start(self._run_later, ending, id, done)):
                 try:
                     with trio.CancelScope(shield=True):
                         await ending()
                 finally:
                     self._end(id, done)
-        if failure is not None:
-            raise failure
-        return result
+        return cold.outcome_of()
+
+    async def _mark_beside(
+        self,
+        id: SessionId,
+        field: str | None,
+        cold: _Cold[T],
+        settle: Callable[[T, int | None, float, bool], Awaitable[None]],
+        done: trio.Event,
+    ) -> None:
+        """The hot half of a change that marks beside its cold write: the mark, then, once
+        the cold call ended, the ending (in the store's nursery)."""
+        try:
+            marked = await self._hot(self._cache.cache_mark, id, field, self._hold)
+            epoch = None if marked is None else marked.value
+            cold.landed.set()
+            await cold.ended.wait()
+            ending = self._ending(id, field, epoch, cold, settle, ordered=False)
+            if ending is not None:
+                with trio.CancelScope(shield=True):
+                    await ending()
+        finally:
+            cold.landed.set()
+            self._finish_later(id, done)
 
     async def _wait_busy(self, id: SessionId | None) -> None:
         """Wait (within hot_timeout) for this process's change in flight on ``id``, if any."""
@@ -313,27 +425,28 @@ class LayeredStore(SessionStore):
         if id is not None and self._busy.get(id.bytes) is done:
             del self._busy[id.bytes]
 
-    def _later(
-        self, ending: Callable[[], Awaitable[None]], id: SessionId | None, done: trio.Event
-    ) -> bool:
-        """Run a change's hot ending in the store's nursery; ``False`` if closing."""
+    def _start(self, fn: Callable[..., Awaitable[None]], *args: Any) -> bool:
+        """Run a change's hot half or ending in the store's nursery; ``False`` if closing."""
         if self._nursery is None or self._closed:
             return False
         self._settling += 1
-        self._nursery.start_soon(self._run_later, ending, id, done)
+        self._nursery.start_soon(fn, *args)
         return True
 
     async def _run_later(
-        self, ending: Callable[[], Awaitable[None]], id: SessionId | None, done: trio.Event
+        self, ending: Callable[[], Awaitable[object]], id: SessionId | None, done: trio.Event
     ) -> None:
         try:
             await ending()
         finally:
-            self._end(id, done)
-            self._settling -= 1
-            if not self._settling:
-                self._settled.set()
-                self._settled = trio.Event()
+            self._finish_later(id, done)
+
+    def _finish_later(self, id: SessionId | None, done: trio.Event) -> None:
+        self._end(id, done)
+        self._settling -= 1
+        if not self._settling:
+            self._settled.set()
+            self._settled = trio.Event()
 
     # -- lifetimes in hot ----------------------------------------------------------------------
 
@@ -407,11 +520,17 @@ class LayeredStore(SessionStore):
         # A new session is marked at the id it will be created under.
         marked = write.fresh_id if write.id is None else write.id
 
-        async def settle(result: WriteResult, epoch: int | None, since: float) -> None:
+        async def settle(
+            result: WriteResult, epoch: int | None, since: float, ordered: bool
+        ) -> None:
             # In place, the change settles; otherwise the hot copy under the marked id is not
             # what cold holds (an unknown id, or a session that moved) and is dropped.
-            entry = self._entry(write, result, since) if result.id == marked else None
-            await self._settle(marked, field, epoch, entry)
+            self._stamped = self._stamped or result.version is not None
+            # (An absent session is in place too: nothing changed, and its stamp is as good.)
+            in_place = result.id == marked and not write.rename
+            entry = self._entry(write, result, since) if in_place else None
+            version = result.version if in_place else None
+            await self._settle(marked, field, epoch, entry, version=version, ordered=ordered)
 
         return await self._change(marked, field, partial(self.cold.write, write), settle)
 
@@ -464,18 +583,19 @@ class LayeredStore(SessionStore):
     async def remove(self, id: SessionId, field: str) -> Removal:
         self._check_open()
 
-        async def settle(result: Removal, epoch: int | None, since: float) -> None:
+        async def settle(result: Removal, epoch: int | None, since: float, ordered: bool) -> None:
+            version = result.version
             if result.ttl is None:  # the session ended (or was absent)
-                await self._settle(id, None, epoch, None)
+                await self._settle(id, None, epoch, None, version=version, ordered=ordered)
             else:
                 ttl = self._hot_ttl(result.ttl, None, since)
                 gone = CacheEntry(field, Marker.MISSING, ttl) if ttl > 0 else None
-                await self._settle(id, field, epoch, gone)
+                await self._settle(id, field, epoch, gone, version=version, ordered=ordered)
 
         return await self._change(id, field, partial(self.cold.remove, id, field), settle)
 
     async def _session_change(self, id: SessionId, cold_op: Callable[[], Awaitable[T]]) -> T:
-        async def settle(result: T, epoch: int | None, since: float) -> None:
+        async def settle(result: T, epoch: int | None, since: float, ordered: bool) -> None:
             await self._settle(id, None, epoch, None)
 
         return await self._change(id, None, cold_op, settle)

@@ -678,6 +678,14 @@ BEGIN
 END $$;
 """
 
+# Version stamps of writes and removals (WriteResult.version, Removal.version): the query
+# draws one after the function returned, so after it locked the session row, and the row lock
+# orders the stamps of one session as its changes commit. One sequence for every session: an
+# id used again never repeats a stamp.
+_SEQ_V5 = """
+CREATE SEQUENCE {seq} AS bigint;
+"""
+
 _TABLES = """
 CREATE TABLE {sessions} (
   id bytea NOT NULL,
@@ -715,6 +723,7 @@ QUALIFIED: Final = {
     "delete_expired": "_delete_expired",
     "int_decode": "_int_decode",
     "int_encode": "_int_encode",
+    "seq": "_seq",
 }
 BARE: Final = {
     "sessions_pkey": "_pkey",
@@ -743,6 +752,7 @@ MIGRATIONS: Final = {
     2: [_WRITE_V2],
     3: [_WRITE_V3, _RENAME_V3, _DELETE_V3, _DELETE_EXPIRED_V3],
     4: [_REMOVE_V4, _INT_DECODE, _INT_ENCODE, _WRITE_V4],
+    5: [_SEQ_V5],
 }
 LATEST: Final = max(MIGRATIONS)
 
@@ -771,10 +781,12 @@ class Queries:
             f"AND (f.expires_at IS NULL OR f.expires_at > now())"
         )
         self.write = (
-            f"SELECT written, moved, ttl, value "
+            f"SELECT written, moved, ttl, value, nextval('{m['seq']}') "
             f"FROM {m['write']}($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
         )
-        self.remove = f"SELECT removed, ttl, value FROM {m['remove']}($1, $2)"
+        self.remove = (
+            f"SELECT removed, ttl, value, nextval('{m['seq']}') FROM {m['remove']}($1, $2)"
+        )
         self.delete = f"SELECT {m['delete']}($1)"
         self.expire = f"SELECT {m['expire']}($1, $2)"
         self.rename = f"SELECT {m['rename']}($1, $2)"

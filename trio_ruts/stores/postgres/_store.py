@@ -425,7 +425,7 @@ class PostgresStore(SessionStore):
         return SessionRecord(rows[0][0], fields)
 
     async def write(self, write: Write) -> WriteResult:
-        written, moved, ttl, value = await self._call(
+        written, moved, ttl, value, version = await self._call(
             "fetchrow",
             self._queries.write,
             None if write.id is None else write.id.bytes,
@@ -444,13 +444,15 @@ class PostgresStore(SessionStore):
         )
         if ttl is None:
             assert write.id is not None
-            return WriteResult(False, write.id, 0, absent=True)
+            return WriteResult(False, write.id, 0, absent=True, version=version)
         target = write.fresh_id if moved or write.id is None else write.id
-        return WriteResult(bool(written), target, int(ttl), value=value)
+        return WriteResult(bool(written), target, int(ttl), value=value, version=version)
 
     async def remove(self, id: SessionId, field: str) -> Removal:
-        removed, ttl, value = await self._call("fetchrow", self._queries.remove, id.bytes, field)
-        return Removal(bool(removed), ttl, value)
+        removed, ttl, value, version = await self._call(
+            "fetchrow", self._queries.remove, id.bytes, field
+        )
+        return Removal(bool(removed), ttl, value, version)
 
     async def delete(self, id: SessionId) -> bool:
         return bool(await self._call("fetchval", self._queries.delete, id.bytes))

@@ -509,7 +509,7 @@ local function drop(key, f)
   end
   local gone = {}
   for _, name in ipairs(redis.call('HKEYS', key)) do
-    if name ~= '\0c' and name ~= '\0d' and name ~= '\0v' then
+    if name ~= '\0c' and name ~= '\0d' and name ~= '\0v' and name ~= '\0f' then
       gone[#gone + 1] = name
       if #gone == 1000 then
         redis.call('HDEL', key, unpack(gone))
@@ -573,8 +573,24 @@ local key, f, mine = KEYS[1], ARGV[2], tonumber(ARGV[3])
 local known, kind = ARGV[4] == '1', ARGV[5]
 local now = now_ms()
 local count, deadline, epoch = state(key, now)
-local install = kind ~= '' and mine == epoch and count == 1
 local hold = tonumber(ARGV[8])
+-- The cold version stamp of the change (none: ''), whether its mark landed before the cold
+-- call was sent, and the floor (trio_ruts._cache.settles and next_floor, step by step).
+local version, ordered = tonumber(ARGV[10]), ARGV[11] == '1'
+local floor = tonumber(redis.call('HGET', key, '\0f'))
+local alone = mine == epoch and count == 1
+local allowed = ordered
+if version and floor then allowed = version > floor end
+local install = kind ~= '' and alone and allowed
+if not known then
+  -- Held (below): no settle installs before a late commit of this change has landed.
+elseif not version then
+  redis.call('HDEL', key, '\0f')
+elseif floor then
+  if version > floor then redis.call('HSET', key, '\0f', ARGV[10]) end
+elseif ordered and alone then
+  redis.call('HSET', key, '\0f', ARGV[10])
+end
 if known then
   -- This change's mark was counted (its epoch is known): take it off.
   if mine and count > 0 then redis.call('HSET', key, '\0c', count - 1) end
@@ -586,7 +602,8 @@ drop(key, f)
 if install then put(key, f, kind, ARGV[6], tonumber(ARGV[7]), now) end
 bump(key, ARGV[9])
 keep(key, hold)
-return install and 1 or 0
+-- 1: installed; 2: the floor is known afterwards.
+return (install and 1 or 0) + (redis.call('HEXISTS', key, '\0f') * 2)
 """
 
 _CACHE_FILL = r"""

@@ -9,7 +9,7 @@ from typing import Any, Final, Literal
 
 import trio
 
-from ..._cache import CacheEntry, CacheRead, HotLayer, Marker
+from ..._cache import CacheEntry, CacheRead, HotLayer, Marker, Settled
 from ..._errors import SerializationError, SessionIdCollision, StoreError
 from ..._ids import TAG_BYTES, TAG_CHARS, SessionId
 from ..._ints import not_an_integer, out_of_range
@@ -323,7 +323,9 @@ class RedisStore(SessionStore, HotLayer):
         *,
         known: bool,
         hold: float,
-    ) -> bool:
+        version: int | None = None,
+        ordered: bool = True,
+    ) -> Settled:
         args: tuple[Arg, ...] = (
             "" if field is None else field,
             b"" if epoch is None else epoch,
@@ -331,8 +333,11 @@ class RedisStore(SessionStore, HotLayer):
             *_entry_args(entry),
             _ms(hold),
             _seed(),
+            b"" if version is None else version,
+            b"1" if ordered else b"0",
         )
-        return bool(await self._run(scripts.CACHE_SETTLE, (self.key(id),), args, False))
+        done = int(await self._run(scripts.CACHE_SETTLE, (self.key(id),), args, False))
+        return Settled(bool(done & 1), bool(done & 2))
 
     async def cache_fill(
         self, id: SessionId, lease: int, entries: Sequence[CacheEntry], ttl: int
