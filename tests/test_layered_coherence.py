@@ -29,6 +29,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 import trio
@@ -807,4 +808,110 @@ async def test_an_exception_group_from_the_hot_layer_stays_inside(
     async with hot, cold, LayeredStore(hot, cold, hot_timeout=0.25) as layered:
         sid = (await layered.write(update(None, "f", CBOR.dumps(1)))).id
         hot.slow = True
+        assert await layered.get(sid, "f") == CBOR.dumps(1)
+
+
+# -- found by the adversarial review of marks beside the cold write -----------------------------
+
+
+async def _floored_session(a: LayeredStore, b: LayeredStore) -> SessionId:
+    """A session whose f is v0, cached in hot, whose floor instance ``a`` knows."""
+    sid = (await a.write(update(None, "f", CBOR.dumps("v0")))).id
+    await settled(a)
+    assert sid.bytes in a._floored
+    assert await b.get(sid, "f") == CBOR.dumps("v0")
+    return sid
+
+
+@pytest.mark.parametrize("writer_inside", [False, True])
+async def test_a_store_shut_down_mid_write_still_marks_hot(
+    writer_inside: bool, autojump_clock: MockClock
+) -> None:
+    """The store's nursery cancelled (app shutdown) while a mark beside a committing cold
+    write was on its way: the mark's task died before it reached hot, hot kept v0 for good,
+    and a write that returned (its handler outside the store's scope) was missed by the
+    other app server. Now the mark is shielded, and a change whose cold call outlives the
+    store's nursery is ended by its caller."""
+    async with two_servers() as (_, b, rig):
+        hot_a, cold_a = Faulty(rig.hot, seed=5), Faulty(rig.cold, seed=6)
+        a = LayeredStore(hot_a, cold_a, hot_timeout=1.0)
+        sid: list[SessionId] = []
+
+        async def write_v1() -> None:
+            await a.write(update(sid[0], "f", CBOR.dumps("v1")))
+
+        async def app_server(task_status: trio.TaskStatus[trio.CancelScope]) -> None:
+            with trio.CancelScope() as shutdown:
+                async with a, trio.open_nursery() as inside:
+                    sid.append(await _floored_session(a, b))
+                    hot_a.delay, cold_a.after = 0.01, 0.05  # cold commits, answers later
+                    if writer_inside:
+                        inside.start_soon(write_v1)
+                    task_status.started(shutdown)
+                    await trio.sleep_forever()
+
+        async with trio.open_nursery() as outside:
+            shutdown = await outside.start(app_server)
+            if not writer_inside:
+                outside.start_soon(write_v1)
+            await trio.sleep(0.005)  # the mark is on its way
+            shutdown.cancel()
+        await settled(b)
+        assert await rig.cold.get(sid[0], "f") == CBOR.dumps("v1")
+        assert await agree(rig, sid[0], "f")
+        assert await b.get(sid[0], "f") == CBOR.dumps("v1")
+
+
+async def test_a_write_cancelled_after_its_commit_leaves_once_its_mark_landed(
+    autojump_clock: MockClock,
+) -> None:
+    """A write cancelled after its cold commit, its mark beside still on the way: the caller
+    left at once, and a read through the other app server right after got v0 from hot."""
+    async with two_servers() as (a, b, rig):
+        sid = await _floored_session(a, b)
+        rig.hots[0].delay = 0.2  # a's hot round trip: 200 ms (hot_timeout 1 s)
+        rig.colds[0].after = 0.1  # cold commits at once, its reply takes 100 ms
+        with trio.move_on_after(0.05) as scope:
+            await a.write(update(sid, "f", CBOR.dumps("v1")))
+        assert scope.cancelled_caught
+        assert await rig.cold.get(sid, "f") == CBOR.dumps("v1")
+        assert await b.get(sid, "f") == CBOR.dumps("v1")
+
+
+async def test_closing_does_not_wait_for_slow_cold_writes_nor_skip_their_settle(
+    autojump_clock: MockClock,
+) -> None:
+    """Closing a store while a write's cold call is slow: close waited its whole grace for
+    the mark's task (which waits for cold), then cancelled it before the settle, so the
+    session stayed uncached everywhere for write_hold."""
+    async with two_servers() as (_, b, rig):
+        hot_a, cold_a = Faulty(rig.hot, seed=5), Faulty(rig.cold, seed=6)
+        a = LayeredStore(hot_a, cold_a, hot_timeout=0.25)
+        async with trio.open_nursery() as nursery, a:
+            sid = await _floored_session(a, b)
+            cold_a.delay = 1.0
+            nursery.start_soon(a.write, update(sid, "f", CBOR.dumps("v1")))
+            await trio.sleep(0.1)
+            start = trio.current_time()
+            await a.aclose()
+            assert trio.current_time() - start < 0.1
+        await settled(b)
+        assert await b.get(sid, "f") == CBOR.dumps("v1")
+        assert (await rig.hot.cache_read(sid, "f")).value == CBOR.dumps("v1")  # cached again
+
+
+class _OldHotLayer(Faulty):
+    """A hot layer written against an earlier API: its settle answers a plain bool."""
+
+    async def cache_settle(self, *args: Any, **kw: Any) -> Any:
+        return bool((await super().cache_settle(*args, **kw)).installed)
+
+
+async def test_a_hot_layer_answering_nonsense_to_a_settle_fails_nothing(
+    autojump_clock: MockClock,
+) -> None:
+    hot, cold = MemoryStore(), MemoryStore()
+    async with hot, cold, LayeredStore(_OldHotLayer(hot), cold) as layered:
+        sid = (await layered.write(update(None, "f", CBOR.dumps(1)))).id
+        await settled(layered)
         assert await layered.get(sid, "f") == CBOR.dumps(1)

@@ -55,7 +55,16 @@ class _Cold(Generic[T]):
     or ``unknown``), result or failure, and the events that pair it with a mark running
     beside it."""
 
-    __slots__ = ("ended", "failure", "landed", "outcome", "result", "started")
+    __slots__ = (
+        "decided",
+        "ended",
+        "epoch",
+        "failure",
+        "handed_back",
+        "outcome",
+        "result",
+        "started",
+    )
 
     def __init__(self) -> None:
         self.outcome = "untouched"
@@ -63,7 +72,12 @@ class _Cold(Generic[T]):
         self.failure: Exception | None = None
         self.started = trio.current_time()
         self.ended = trio.Event()  # the cold call ended (whatever its outcome)
-        self.landed = trio.Event()  # the mark beside it answered, or failed
+        # A mark beside the cold call: its epoch (None: it failed), and once it answered, who
+        # runs the ending: the mark's task, or (handed back: the store is closing while the
+        # cold call runs) the caller.
+        self.epoch: int | None = None
+        self.decided = trio.Event()
+        self.handed_back = False
 
     def outcome_of(self) -> T:
         """The cold call's result, or its failure raised."""
@@ -142,7 +156,8 @@ class LayeredStore(SessionStore):
         # cold outcome is unknown may still land).
         self._dirty: dict[bytes, bool] = {}
         self._dirty_event = trio.Event()
-        self._settling = 0  # hot endings running in the background
+        self._settling = 0  # hot endings (and marks beside cold calls) in the background
+        self._waiting_cold = 0  # of those, marks waiting for their cold call to end
         self._settled = trio.Event()
         # Sessions with a change in flight in this process, until its hot ending has run:
         # later reads and changes of the session here wait for it (within hot_timeout)
@@ -167,8 +182,9 @@ class LayeredStore(SessionStore):
     async def _close(self) -> None:
         # Let the hot endings still running finish (each bounded by hot_timeout), then drop
         # what is still dirty, so other app servers do not go on serving it.
+        # (Marks beside cold calls still running are not waited for: their callers end them.)
         with trio.move_on_after(2 * self._hot_timeout):
-            while self._settling:
+            while self._settling > self._waiting_cold:
                 await self._settled.wait()
         with trio.move_on_after(4 * self._hot_timeout):
             while self._dirty and await self._drop_one() is not None:
@@ -264,12 +280,11 @@ class LayeredStore(SessionStore):
             ordered=ordered,
         )
         done = await self._hot(settle)
-        if done is None:
+        if done is None or not isinstance(done.value, Settled):  # (a hot layer gone wrong)
             self._mark_dirty(id, hold=not known)
             return False
-        settled: Settled = done.value
-        self._learn(id, floor=settled.floor)
-        return settled.installed
+        self._learn(id, floor=done.value.floor)
+        return done.value.installed
 
     def _learn(self, id: SessionId, *, floor: bool) -> None:
         """Keep track of the sessions whose floor hot knows, as the last settle here said
@@ -364,7 +379,13 @@ class LayeredStore(SessionStore):
                 await self._cold_call(cold_op, cold)
             finally:
                 cold.ended.set()
-            await cold.landed.wait()  # the call returns once its mark landed (read-your-writes)
+                # Whatever happened, the call leaves only once its mark landed (rule 2, and a
+                # cancelled call that committed is no different): bounded by hot_timeout.
+                with trio.CancelScope(shield=True):
+                    with trio.move_on_after(2 * self._hot_timeout):
+                        await cold.decided.wait()
+                if cold.handed_back:
+                    await self._end_here(id, field, cold, settle, done)
             return cold.outcome_of()
         epoch: int | None = None
         try:
@@ -392,20 +413,50 @@ class LayeredStore(SessionStore):
         settle: Callable[[T, int | None, float, bool], Awaitable[None]],
         done: trio.Event,
     ) -> None:
-        """The hot half of a change that marks beside its cold write: the mark, then, once
-        the cold call ended, the ending (in the store's nursery)."""
+        """The hot half of a change that marks beside its cold write, in the store's nursery:
+        the mark (shielded, bounded by hot_timeout: a change whose cold write may commit is
+        always marked), then, once the cold call ended, the ending. If the store closes while
+        the cold call runs, the caller ends the change instead."""
         try:
-            marked = await self._hot(self._cache.cache_mark, id, field, self._hold)
-            epoch = None if marked is None else marked.value
-            cold.landed.set()
-            await cold.ended.wait()
-            ending = self._ending(id, field, epoch, cold, settle, ordered=False)
+            with trio.CancelScope(shield=True):
+                marked = await self._hot(self._cache.cache_mark, id, field, self._hold)
+            cold.epoch = None if marked is None else marked.value
+            if not cold.ended.is_set():
+                self._waiting_cold += 1
+                try:
+                    await cold.ended.wait()
+                except trio.Cancelled:
+                    cold.handed_back = True
+                    raise
+                finally:
+                    self._waiting_cold -= 1
+            cold.decided.set()
+            ending = self._ending(id, field, cold.epoch, cold, settle, ordered=False)
             if ending is not None:
                 with trio.CancelScope(shield=True):
                     await ending()
         finally:
-            cold.landed.set()
-            self._finish_later(id, done)
+            cold.decided.set()
+            if not cold.handed_back:
+                self._end(id, done)
+            self._finish_task()
+
+    async def _end_here(
+        self,
+        id: SessionId | None,
+        field: str | None,
+        cold: _Cold[T],
+        settle: Callable[[T, int | None, float, bool], Awaitable[None]],
+        done: trio.Event,
+    ) -> None:
+        """End a change handed back by its mark's task: shielded, before the call returns."""
+        try:
+            ending = self._ending(id, field, cold.epoch, cold, settle, ordered=False)
+            if ending is not None:
+                with trio.CancelScope(shield=True):
+                    await ending()
+        finally:
+            self._end(id, done)
 
     async def _wait_busy(self, id: SessionId | None) -> None:
         """Wait (within hot_timeout) for this process's change in flight on ``id``, if any."""
@@ -443,8 +494,11 @@ class LayeredStore(SessionStore):
 
     def _finish_later(self, id: SessionId | None, done: trio.Event) -> None:
         self._end(id, done)
+        self._finish_task()
+
+    def _finish_task(self) -> None:
         self._settling -= 1
-        if not self._settling:
+        if self._settling <= self._waiting_cold:
             self._settled.set()
             self._settled = trio.Event()
 
