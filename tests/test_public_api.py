@@ -13,6 +13,7 @@ def test_root_exports() -> None:
         "CookieChange",
         "CookieOptions",
         "CookieOptionsBuilder",
+        "Expiry",
         "InvalidField",
         "InvalidSessionId",
         "JsonSerializer",

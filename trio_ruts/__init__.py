@@ -11,6 +11,7 @@ from ._errors import SessionStateError as SessionStateError
 from ._errors import StoreError as StoreError
 from ._errors import StoreNotOpen as StoreNotOpen
 from ._errors import StoreTimeout as StoreTimeout
+from ._expiry import Expiry as Expiry
 from ._ids import SessionId as SessionId
 from ._map import SessionMap as SessionMap
 from ._serializers import CborSerializer as CborSerializer
@@ -27,6 +28,7 @@ __all__ = [
     "CookieChange",
     "CookieOptions",
     "CookieOptionsBuilder",
+    "Expiry",
     "InvalidField",
     "InvalidSessionId",
     "JsonSerializer",

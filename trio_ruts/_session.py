@@ -20,12 +20,13 @@ from ._errors import (
     StoreError,
     StoreTimeout,
 )
+from ._expiry import Expiry, default_expiry
 from ._ids import SessionId
 from ._ints import INT64_MAX, INT64_MIN, INT_FORMATS
 from ._limits import MAX_TTL
 from ._map import SessionMap, decode
 from ._serializers import CborSerializer, Serializer
-from ._store import Placement, Removal, SessionStore, Write, WriteResult
+from ._store import Placement, Removal, SessionStore, Touch, Write, WriteResult
 from ._strategy import unwrap
 
 T = TypeVar("T")
@@ -94,8 +95,11 @@ class Session:
     Args:
         store: an open :class:`~trio_ruts.stores.SessionStore`.
         id: the id from the client, or ``None``.
-        cookie: cookie options; ``max_age`` is the session's default lifetime.
+        cookie: cookie options; ``max_age`` is the cookie's lifetime, and the session's
+            default one.
         serializer: encodes values (default :class:`~trio_ruts.CborSerializer`).
+        expiry: the session's lifetimes (:class:`~trio_ruts.Expiry`); default
+            ``Expiry(idle=cookie.max_age)``: reads and writes keep the session alive.
     """
 
     __slots__ = (
@@ -103,6 +107,7 @@ class Session:
         "_cookie",
         "_cookie_change",
         "_cookie_ttl",
+        "_expiry",
         "_frozen",
         "_id",
         "_id_lock",
@@ -120,11 +125,17 @@ class Session:
         *,
         cookie: CookieOptions | CookieOptionsBuilder | None = None,
         serializer: Serializer | None = None,
+        expiry: Expiry | None = None,
     ) -> None:
         if id is not None and not isinstance(id, SessionId):
             raise TypeError("id must be a SessionId or None; use SessionId.parse() on text")
         self._store = store
         self._cookie = as_cookie_options(cookie)
+        if expiry is None:
+            expiry = default_expiry(self._cookie.max_age)
+        elif not isinstance(expiry, Expiry):
+            raise TypeError(f"expiry must be an Expiry or None, not {type(expiry).__name__}")
+        self._expiry = expiry
         self._serializer = _DEFAULT_SERIALIZER if serializer is None else serializer
         self._id = id
         self._verified = False  # the store is known to hold self._id
@@ -146,11 +157,12 @@ class Session:
         *,
         cookie: CookieOptions | CookieOptionsBuilder | None = None,
         serializer: Serializer | None = None,
+        expiry: Expiry | None = None,
     ) -> Session:
         """The session named by a request's ``Cookie`` header (malformed: no session)."""
         options = as_cookie_options(cookie)
         found = options.session_id_from_header(header)
-        return cls(store, found, cookie=options, serializer=serializer)
+        return cls(store, found, cookie=options, serializer=serializer, expiry=expiry)
 
     # -- state -------------------------------------------------------------------------------
 
@@ -166,6 +178,16 @@ class Session:
     @property
     def cookie_options(self) -> CookieOptions:
         return self._cookie
+
+    @property
+    def expiry(self) -> Expiry:
+        """The session's lifetimes (the default, ``Expiry(idle=cookie.max_age)``, resolved)."""
+        return self._expiry
+
+    def _default_ttl(self) -> int:
+        """The lifetime a write extends the session to: ``idle``, else the cookie's."""
+        idle = self._expiry.idle
+        return self._cookie.max_age if idle is None else idle
 
     @property
     def cookie_change(self) -> CookieChange:
@@ -207,6 +229,10 @@ class Session:
     async def get(self, field: str, default: Any = None) -> Any:
         """The field's value, or ``default`` when the session or field is absent or expired.
 
+        With an idle timeout, the read also extends the session when its remaining lifetime
+        fell below ``idle - touch_interval`` (in the same store round trip); the response
+        then carries a cookie with the new ``Max-Age``.
+
         Raises:
             SerializationError: the stored bytes cannot be decoded (names the field).
         """
@@ -216,7 +242,15 @@ class Session:
             return default
         if self._unsettled is not None:
             await self._settle()
-        data = await self._store.get(self._id, field)
+        touch = self._expiry._touch
+        if touch is None:
+            data = await self._store.get(self._id, field)
+        else:
+            read = await self._store.touch_get(self._id, field, touch)
+            data = read.value
+            if read.ttl is not None:
+                self._verified = True
+                self._mark_set(read.ttl)
         if data is None:
             return default
         self._verified = True
@@ -229,10 +263,16 @@ class Session:
             return None
         if self._unsettled is not None:
             await self._settle()
-        record = await self._store.get_all(self._id)
+        touch = self._expiry._touch
+        if touch is None:
+            record = await self._store.get_all(self._id)
+        else:
+            record = await self._store.touch_get_all(self._id, touch)
         if record is None:
             return None
         self._verified = True
+        if record.touched:
+            self._mark_set(record.ttl)
         return SessionMap({k: f.value for k, f in record.fields.items()}, self._serializer)
 
     # -- writes ------------------------------------------------------------------------------
@@ -412,12 +452,13 @@ class Session:
                 value=data,
                 only_if_absent=only_if_absent,
                 field_ttl=ttl,
-                key_ttl=self._cookie.max_age,
+                key_ttl=self._default_ttl(),
                 hot_ttl=hot_ttl,
                 placement=placement,
                 expected=expected,
                 incr=incr,
                 int_format=int_format,
+                absolute=self._expiry.absolute,
             )
             if self._verified and pending is None:
                 return await self._write_once(write)
@@ -557,7 +598,9 @@ class Session:
         self._cookie_change = CookieChange.CLEAR
 
     async def expire(self, seconds: int) -> bool:
-        """Set the session's remaining lifetime: seconds, ``-1`` persistent, ``0`` deletes.
+        """Set the session's remaining lifetime: seconds, ``-1`` persistent, ``0`` deletes;
+        never beyond the absolute cap (:attr:`Expiry.absolute`), where a session past it is
+        gone.
 
         Returns:
             ``True`` if the session existed.
@@ -571,10 +614,42 @@ class Session:
             return False
         if self._unsettled is not None:
             await self._settle()
-        if not await self._store.expire(self._id, seconds):
+        absolute = self._expiry.absolute
+        if absolute is None:
+            ttl: int | None = seconds if await self._store.expire(self._id, seconds) else None
+        else:
+            ttl = await self._store.expire_capped(self._id, seconds, absolute)
+        if ttl is None:
             return False
         self._verified = True
-        self._mark_set(seconds)
+        self._mark_set(ttl)
+        return True
+
+    async def touch(self) -> bool:
+        """Extend the session to ``idle`` seconds from now (capped by ``absolute``), for
+        long-lived connections that read nothing: a websocket, say. Without an idle timeout,
+        the default lifetime (the cookie's ``max_age``) takes its place.
+
+        Returns:
+            ``True`` if there is a session (extended unless the cap stopped it, or it is
+            persistent); ``False`` when there is none.
+
+        Cancellation: the session is either extended or untouched.
+        """
+        if self._id is None:
+            await trio.lowlevel.checkpoint()
+            return False
+        if self._unsettled is not None:
+            await self._settle()
+        idle = self._default_ttl()
+        if idle == -1:  # persistent sessions: nothing to extend
+            ttl = await self._store.touch(self._id, Touch(MAX_TTL, 0, self._expiry.absolute))
+        else:
+            ttl = await self._store.touch(self._id, Touch(idle, idle, self._expiry.absolute))
+        if ttl is None:
+            return False
+        self._verified = True
+        self._mark_set(ttl)
         return True
 
     def set_expiration(self, seconds: int) -> None:

@@ -17,6 +17,14 @@ Lifetimes, as every store must implement them (seconds, decided by the backend's
 * an expired field or session is invisible to every read at once, whether or not a
   background sweep has already purged it.
 
+Stores that also keep *lifetimes* (idle timeout and absolute cap, see
+:class:`~trio_ruts.Expiry`) record each session's creation time when they create it, keep it
+across renames, and override four methods that have working defaults for stores that do not:
+:meth:`SessionStore.touch_get`, :meth:`SessionStore.touch_get_all` (reads that extend the
+session in the same atomic step), :meth:`SessionStore.touch` and
+:meth:`SessionStore.expire_capped`; they also honour :attr:`Write.absolute`. A store that
+ignores all of this keeps working: its sessions slide only on writes and have no cap.
+
 A third-party store subclasses :class:`SessionStore`, implements the abstract methods and,
 if it holds connections or runs tasks, :meth:`SessionStore._open` and
 :meth:`SessionStore._close`. The contract test suite in ``tests/contract`` is the
@@ -91,6 +99,10 @@ class Write:
             bits, raises :class:`~trio_ruts.SessionError` naming the field, and nothing
             changes (no rename, no new session). ``trio_ruts._ints`` is the reference.
         int_format: how integers are encoded, with ``incr``: ``"cbor"`` or ``"json"``.
+        absolute: the absolute cap (stores with lifetimes): when not ``None``, every lifetime
+            this write computes, ``-1`` included, ends at the latest at the session's creation
+            time plus ``absolute`` seconds; a session already past it counts as absent
+            (``WriteResult.absent``). A new session records its creation time.
     """
 
     id: SessionId | None
@@ -106,6 +118,39 @@ class Write:
     expected: bytes | None = None
     incr: int | None = None
     int_format: str | None = None
+    absolute: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Touch:
+    """What a touching read asks of the store (see :class:`~trio_ruts.Expiry`).
+
+    Attributes:
+        idle: extend the session to ``idle`` seconds from now (the store's clock) ...
+        below: ... when its remaining lifetime is below ``below`` seconds (``idle`` minus the
+            touch interval); a persistent session is never extended.
+        absolute: never beyond the session's creation time plus ``absolute`` seconds
+            (``None``: no cap). A session without a recorded creation time (written by an
+            earlier release) is stamped now, so its cap counts from this touch at the latest.
+    """
+
+    idle: int
+    below: float
+    absolute: int | None = None
+
+
+@dataclass(slots=True)
+class Read:
+    """What a touching field read found.
+
+    Attributes:
+        value: the field's bytes, or ``None``.
+        ttl: the session's new remaining lifetime when this read extended it; ``None`` when
+            it extended nothing (the usual case).
+    """
+
+    value: bytes | None
+    ttl: int | None = None
 
 
 @dataclass(slots=True)
@@ -175,10 +220,13 @@ class FieldRecord:
 
 @dataclass(slots=True)
 class SessionRecord:
-    """A whole live session: its remaining lifetime and its live fields (never empty)."""
+    """A whole live session: its remaining lifetime and its live fields (never empty);
+    ``touched`` when the read that returned it extended the session (``ttl`` is then the new
+    lifetime)."""
 
     ttl: int
     fields: Mapping[str, FieldRecord]
+    touched: bool = False
 
 
 class SessionStore(abc.ABC):
@@ -371,3 +419,50 @@ class SessionStore(abc.ABC):
         Raises:
             SessionIdCollision: ``new`` already exists; both sessions are unchanged.
         """
+
+    # -- lifetimes (optional: the defaults suit a store that keeps no creation time) --------
+
+    async def touch_get(self, id: SessionId, field: str, touch: Touch) -> Read:
+        """:meth:`get`, extending the live session as ``touch`` asks in the same atomic step
+        (even when the field is absent): when its remaining lifetime is below
+        ``touch.below``, it becomes ``touch.idle`` seconds, capped by ``touch.absolute``;
+        :attr:`Read.ttl` reports an extension.
+
+        The default reads without extending: sessions then slide on writes only.
+        """
+        return Read(await self.get(id, field))
+
+    async def touch_get_all(self, id: SessionId, touch: Touch) -> SessionRecord | None:
+        """:meth:`get_all`, extending the session as :meth:`touch_get` does;
+        :attr:`SessionRecord.touched` reports an extension.
+
+        The default reads without extending.
+        """
+        return await self.get_all(id)
+
+    async def touch(self, id: SessionId, touch: Touch) -> int | None:
+        """Extend the session as :meth:`touch_get` does, reading no field.
+
+        Returns:
+            The session's remaining lifetime after the call, or ``None`` if it is absent.
+
+        The default is a read and then an :meth:`expire` (two steps, not atomic, no cap):
+        override it.
+        """
+        record = await self.get_all(id)
+        if record is None:
+            return None
+        if record.ttl != -1 and record.ttl < touch.below and await self.expire(id, touch.idle):
+            return touch.idle
+        return record.ttl
+
+    async def expire_capped(self, id: SessionId, seconds: int, absolute: int) -> int | None:
+        """:meth:`expire` (``seconds > 0`` or ``-1``), capped at the session's creation time
+        plus ``absolute`` seconds; a session past that cap is gone.
+
+        Returns:
+            The session's remaining lifetime after the call, or ``None`` if it is absent.
+
+        The default applies no cap.
+        """
+        return seconds if await self.expire(id, seconds) else None

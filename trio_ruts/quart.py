@@ -33,6 +33,7 @@ from quart_trio import QuartTrio
 
 from ._cookies import CookieOptions, CookieOptionsBuilder, as_cookie_options
 from ._errors import SessionStateError
+from ._expiry import Expiry, default_expiry
 from ._serializers import Serializer
 from ._session import Session
 from ._store import SessionStore
@@ -54,6 +55,8 @@ class Sessions:
         store: the session store (opened by the app if not open yet).
         cookie: cookie options; ``max_age`` is also the default session lifetime.
         serializer: value serializer (default CBOR).
+        expiry: session lifetimes (:class:`~trio_ruts.Expiry`); default
+            ``Expiry(idle=cookie.max_age)``: a session lives while it is used.
     """
 
     def __init__(
@@ -63,12 +66,16 @@ class Sessions:
         *,
         cookie: CookieOptions | CookieOptionsBuilder | None = None,
         serializer: Serializer | None = None,
+        expiry: Expiry | None = None,
     ) -> None:
         if store is None:
             raise TypeError("Sessions needs a store, e.g. Sessions(app, MemoryStore())")
+        if expiry is not None and not isinstance(expiry, Expiry):
+            raise TypeError(f"expiry must be an Expiry or None, not {type(expiry).__name__}")
         self.store = store
         self.cookie = as_cookie_options(cookie)
         self.serializer = serializer
+        self.expiry = default_expiry(self.cookie.max_age) if expiry is None else expiry
         self._stop = trio.Event()
         self._stopped = trio.Event()
         self._owns_store = False
@@ -133,6 +140,7 @@ class Sessions:
             "; ".join(headers.getlist("Cookie")),
             cookie=self.cookie,
             serializer=self.serializer,
+            expiry=self.expiry,
         )
         if state.get(_ACCEPTED):
             found.freeze_id(_FROZEN_REASON)

@@ -24,6 +24,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Final
 
 from ._cookies import CookieOptions, CookieOptionsBuilder
+from ._expiry import Expiry
 from ._serializers import Serializer
 from ._session import Session
 from ._store import SessionStore
@@ -42,14 +43,17 @@ def session_for(
     *,
     cookie: CookieOptions | CookieOptionsBuilder | None = None,
     serializer: Serializer | None = None,
+    expiry: Expiry | None = None,
 ) -> Session:
     """The :class:`~trio_ruts.Session` named by the handshake's ``Cookie`` header(s).
 
     No I/O happens here; a malformed or forged cookie gives a session without an id.
+    ``expiry`` as for :class:`~trio_ruts.Session` (default ``Expiry(idle=cookie.max_age)``);
+    a long connection that reads nothing keeps its session with ``await session.touch()``.
     """
     values = [v.decode("latin-1") for k, v in request.headers if k.lower() == b"cookie"]
     return Session.from_cookie_header(
-        store, "; ".join(values), cookie=cookie, serializer=serializer
+        store, "; ".join(values), cookie=cookie, serializer=serializer, expiry=expiry
     )
 
 

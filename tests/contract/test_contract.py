@@ -575,9 +575,9 @@ async def test_delete_without_session(store: SessionStore, clock: Any) -> None:
 
 async def test_session_expires_after_default_lifetime(store: SessionStore, clock: Any) -> None:
     sid = await make(store, SHORT, a=1)
-    assert await new(store, sid).get("a") == 1
+    assert await new(store, sid, SHORT).get("a") == 1
     await pass_time(2)
-    assert await new(store, sid).get("a") is None
+    assert await new(store, sid, SHORT).get("a") is None
     assert await store.get_all(sid) is None
 
 

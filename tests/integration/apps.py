@@ -7,9 +7,9 @@ from collections import Counter
 from quart import websocket
 from quart_trio import QuartTrio
 
-from trio_ruts import CookieOptions, MemoryStore, SessionId, SessionStateError
+from trio_ruts import CookieOptions, Expiry, MemoryStore, SessionId, SessionStateError
 from trio_ruts.quart import Sessions, session
-from trio_ruts.stores import Removal, SessionRecord, Write, WriteResult
+from trio_ruts.stores import Read, Removal, SessionRecord, Touch, Write, WriteResult
 
 
 class CountingStore(MemoryStore):
@@ -30,6 +30,22 @@ class CountingStore(MemoryStore):
     async def get_all(self, id: SessionId) -> SessionRecord | None:
         self.calls["get_all"] += 1
         return await super().get_all(id)
+
+    async def touch_get(self, id: SessionId, field: str, touch: Touch) -> Read:
+        self.calls["get"] += 1
+        return await super().touch_get(id, field, touch)
+
+    async def touch_get_all(self, id: SessionId, touch: Touch) -> SessionRecord | None:
+        self.calls["get_all"] += 1
+        return await super().touch_get_all(id, touch)
+
+    async def touch(self, id: SessionId, touch: Touch) -> int | None:
+        self.calls["touch"] += 1
+        return await super().touch(id, touch)
+
+    async def expire_capped(self, id: SessionId, seconds: int, absolute: int) -> int | None:
+        self.calls["expire"] += 1
+        return await super().expire_capped(id, seconds, absolute)
 
     async def write(self, write: Write) -> WriteResult:
         self.calls["write"] += 1
@@ -52,10 +68,12 @@ class CountingStore(MemoryStore):
         return await super().rename(old, new)
 
 
-def make_app(cookie: CookieOptions, store: MemoryStore | None = None) -> QuartTrio:
+def make_app(
+    cookie: CookieOptions, store: MemoryStore | None = None, expiry: Expiry | None = None
+) -> QuartTrio:
     app = QuartTrio("trio-ruts-tests")
     app.config["PROPAGATE_EXCEPTIONS"] = False
-    Sessions(app, store if store is not None else CountingStore(), cookie=cookie)
+    Sessions(app, store if store is not None else CountingStore(), cookie=cookie, expiry=expiry)
 
     @app.get("/count")
     async def count() -> str:

@@ -13,9 +13,11 @@ from .._cache import Marker as Marker
 from .._cache import Settled as Settled
 from .._store import FieldRecord as FieldRecord
 from .._store import Placement as Placement
+from .._store import Read as Read
 from .._store import Removal as Removal
 from .._store import SessionRecord as SessionRecord
 from .._store import SessionStore as SessionStore
+from .._store import Touch as Touch
 from .._store import Write as Write
 from .._store import WriteResult as WriteResult
 from .._strategy import ColdOnly as ColdOnly
@@ -47,11 +49,13 @@ __all__ = [
     "MemoryStore",
     "Placement",
     "PostgresStore",
+    "Read",
     "RedisStore",
     "Removal",
     "SessionRecord",
     "SessionStore",
     "Settled",
+    "Touch",
     "Write",
     "WriteResult",
     "WriteThrough",

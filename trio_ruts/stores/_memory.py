@@ -12,7 +12,16 @@ from .._cache import CacheEntry, CacheRead, HotLayer, Marker, Settled, next_floo
 from .._errors import SessionIdCollision
 from .._ids import SessionId
 from .._ints import incremented
-from .._store import FieldRecord, Removal, SessionRecord, SessionStore, Write, WriteResult
+from .._store import (
+    FieldRecord,
+    Read,
+    Removal,
+    SessionRecord,
+    SessionStore,
+    Touch,
+    Write,
+    WriteResult,
+)
 
 _NEVER = math.inf
 _SWEEP_BATCH = 1000
@@ -28,10 +37,11 @@ class _Field:
 
 
 class _Session:
-    __slots__ = ("expires", "fields", "soonest")
+    __slots__ = ("created", "expires", "fields", "soonest")
 
-    def __init__(self, expires: float) -> None:
-        self.expires = expires  # inf: persistent
+    def __init__(self, now: float) -> None:
+        self.created = now  # the absolute cap counts from here; a rename keeps it
+        self.expires = now  # inf: persistent
         self.fields: dict[str, _Field] = {}
         # No field with a lifetime of its own expires before this (inf: none has one), so
         # reads skip the scan for expired fields until then.
@@ -65,6 +75,20 @@ def _expiry(now: float, ttl: int) -> float:
 
 def _remaining(now: float, expires: float) -> int:
     return -1 if expires == _NEVER else max(1, math.ceil(expires - now))
+
+
+def _extend(entry: _Session, touch: Touch, now: float) -> bool:
+    """Apply a touch: whether it extended the session."""
+    expires = entry.expires
+    if expires == _NEVER or expires - now >= touch.below:
+        return False
+    new = now + touch.idle
+    if touch.absolute is not None:
+        new = min(new, entry.created + touch.absolute)
+    if new <= expires:
+        return False
+    entry.expires = new
+    return True
 
 
 def _purge_fields(entry: _Session, now: float) -> None:
@@ -154,6 +178,11 @@ class MemoryStore(SessionStore, HotLayer):
         id = write.id
         key = None if id is None else id.bytes
         found = None if key is None else self._live(key, now)
+        absolute = write.absolute
+        if found is not None and absolute is not None and found.created + absolute <= now:
+            assert key is not None  # past its absolute lifetime: gone
+            del self._sessions[key]
+            found = None
         if id is not None and found is None:  # never adopted: the caller starts afresh
             return WriteResult(False, id, 0, absent=True, version=next(self._versions))
         refile = found is None or write.rename  # a new session, or one that moves
@@ -193,6 +222,8 @@ class MemoryStore(SessionStore, HotLayer):
                 expires = max(expires, own)
             if expires > entry.expires:
                 entry.expires = expires
+            if write.absolute is not None:
+                entry.expires = min(entry.expires, entry.created + write.absolute)
         if refile and fields:  # (a compare and set on no session creates none)
             if key is not None:
                 self._sessions.pop(key, None)
@@ -222,6 +253,10 @@ class MemoryStore(SessionStore, HotLayer):
         entry = self._live(id.bytes, now)
         if entry is None:
             return None
+        return self._record(entry, now)
+
+    @staticmethod
+    def _record(entry: _Session, now: float) -> SessionRecord:
         fields = {
             name: FieldRecord(
                 f.value, None if f.expires is None else _remaining(now, f.expires), f.hot_ttl
@@ -229,6 +264,54 @@ class MemoryStore(SessionStore, HotLayer):
             for name, f in entry.fields.items()
         }
         return SessionRecord(_remaining(now, entry.expires), fields)
+
+    async def touch_get(self, id: SessionId, field: str, touch: Touch) -> Read:
+        self._check_open()
+        await trio.lowlevel.checkpoint()
+        now = trio.current_time()
+        entry = self._live(id.bytes, now)
+        if entry is None:
+            return Read(None)
+        found = entry.fields.get(field)
+        value = None if found is None else found.value
+        if _extend(entry, touch, now):
+            return Read(value, _remaining(now, entry.expires))
+        return Read(value)
+
+    async def touch_get_all(self, id: SessionId, touch: Touch) -> SessionRecord | None:
+        self._check_open()
+        await trio.lowlevel.checkpoint()
+        now = trio.current_time()
+        entry = self._live(id.bytes, now)
+        if entry is None:
+            return None
+        touched = _extend(entry, touch, now)
+        record = self._record(entry, now)
+        record.touched = touched
+        return record
+
+    async def touch(self, id: SessionId, touch: Touch) -> int | None:
+        self._check_open()
+        await trio.lowlevel.checkpoint()
+        now = trio.current_time()
+        entry = self._live(id.bytes, now)
+        if entry is None:
+            return None
+        _extend(entry, touch, now)
+        return _remaining(now, entry.expires)
+
+    async def expire_capped(self, id: SessionId, seconds: int, absolute: int) -> int | None:
+        self._check_open()
+        await trio.lowlevel.checkpoint()
+        now = trio.current_time()
+        entry = self._live(id.bytes, now)
+        if entry is None:
+            return None
+        entry.expires = min(_expiry(now, seconds), entry.created + absolute)
+        if entry.expires <= now:
+            del self._sessions[id.bytes]
+            return None
+        return _remaining(now, entry.expires)
 
     async def write(self, write: Write) -> WriteResult:
         self._check_open()
