@@ -18,6 +18,7 @@ from tests import servers
 from trio_ruts import (
     CborSerializer,
     CookieOptions,
+    Expiry,
     SerializationError,
     Session,
     SessionId,
@@ -70,15 +71,39 @@ async def test_key_layout_and_detection(
         assert key == f"layout:{{{str(s.id)[:4]}}}{str(s.id)[4:]}".encode()
         fields = redis70.cli("HKEYS", key.decode()).split()
         assert "a" in fields
-        assert len(fields) == 2
+        assert len(fields) == 3  # a, its expiry, the session's creation time
         await s.delete()
     async with RedisStore.from_url(redis74.url, prefix="layout:") as new:
         assert new.uses_native_field_expiry
         s = Session(new, cookie=COOKIE)
         await s.update("a", 1, ttl=30)
         assert s.id is not None
-        assert redis74.cli("HKEYS", new.key(s.id).decode()).split() == ["a"]
+        assert redis74.cli("HKEYS", new.key(s.id).decode()).split() == ["a", "\x00a"]
         assert int(redis74.cli("HTTL", new.key(s.id).decode(), "FIELDS", "1", "a").split()[0]) > 0
+
+
+@pytest.mark.parametrize("native", ["native", "script"])
+async def test_sessions_of_earlier_releases_get_a_creation_time_when_capped(
+    redis74: servers.RedisServer, native: Any
+) -> None:
+    # Sessions written before creation times were recorded have no "\\0a": the first write
+    # or touch that applies a cap stamps one, so the cap counts from then.
+    async with RedisStore.from_url(redis74.url, prefix="legacy:", per_field_expiry=native) as store:
+        s = Session(store, cookie=COOKIE)
+        await s.update("a", 1)
+        assert s.id is not None
+        key = store.key(s.id)
+        await store._transport.execute(key, ("HDEL", key, b"\0a"), idempotent=False)
+        reader = Session(store, s.id, cookie=COOKIE, expiry=Expiry(idle=600))
+        assert await reader.get("a") == 1  # no cap, nothing to extend: nothing stamped
+        assert await store._transport.execute(key, ("HEXISTS", key, b"\0a"), idempotent=True) == 0
+        capped = Session(store, s.id, cookie=COOKIE, expiry=Expiry(idle=600, absolute=2))
+        assert await capped.update("b", 2)
+        assert capped.id == s.id  # still the same session: its cap counts from this write
+        assert "Max-Age=2;" in (capped.cookie_header() or "")
+        assert await store._transport.execute(key, ("HEXISTS", key, b"\0a"), idempotent=True) == 1
+        await trio.sleep(2.3)
+        assert await store.get_all(s.id) is None
 
 
 async def test_script_mode_can_be_forced(redis74: servers.RedisServer) -> None:

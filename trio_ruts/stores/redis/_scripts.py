@@ -5,7 +5,10 @@ characters), a hash may hold meta fields whose names start with a NUL byte:
 
 * ``"\\0h:<field>"``: the layered-store hot policy of ``<field>`` (absent: default);
 * ``"\\0e:<field>"``: ``-1`` when ``<field>`` never expires; on servers without ``HEXPIRE``,
-  otherwise the field's absolute expiry in milliseconds of the server's ``TIME``.
+  otherwise the field's absolute expiry in milliseconds of the server's ``TIME``;
+* ``"\\0a"``: the session's creation time in milliseconds of ``TIME`` (the absolute cap
+  counts from it; ``RENAME`` keeps it). Sessions written before it existed get it from the
+  first write or touch that applies a cap.
 
 With ``HEXPIRE`` (``ARGV[1] == "1"``) a field's meta fields expire with it. Without it the
 scripts drop expired fields themselves (``live()``), so each session stays one key either way.
@@ -93,6 +96,35 @@ local function live(key)
   end
   redis.call('HSET', key, '\0s', soonest)
   return 1
+end
+"""
+
+_LIFETIMES = r"""
+-- The absolute cap: ms from now to the session's creation time plus abs seconds, or nil
+-- without a cap. A session written by an earlier release has no creation time: it is
+-- stamped now, so its cap counts from the first write or touch that applies one.
+local function cap_ms(key, abs, now)
+  if not abs then return nil end
+  local created = tonumber(redis.call('HGET', key, '\0a'))
+  if not created then
+    created = now
+    redis.call('HSET', key, '\0a', now)
+  end
+  return created + abs * 1000 - now
+end
+
+-- A touch of a live session whose PTTL is pttl: when fewer than below ms are left, extend
+-- it to idle ms, never past the cap. Returns the new lifetime in ms, or nil when nothing
+-- changed. (A read never ends a session: one past a cap configured after it was last
+-- extended ends at its expiry, or at its next write.)
+local function touch(key, pttl, idle, below, abs)
+  if pttl < 0 or pttl >= below then return nil end
+  local new = idle
+  local cap = cap_ms(key, abs, now_ms())
+  if cap and cap < new then new = cap end
+  if new <= pttl then return nil end
+  redis.call('PEXPIRE', key, new)
+  return new
 end
 """
 
@@ -295,10 +327,16 @@ local cas, expected = ARGV[10] == '1', ARGV[11]
 -- An increment: ARGV[12] in decimal ('' for none), ARGV[13] the integer encoding. Only
 -- WRITE_INCR, which defines the integer functions (_INTS), is sent increments.
 local incr, fmt = ARGV[12], ARGV[13]
+-- The absolute cap in seconds ('' for none).
+local abs = tonumber(ARGV[14])
 
 -- An id the store does not hold is never adopted: nothing is written (ttl -3), and the
 -- caller creates the session again under a wholly fresh id.
 local has = has_id and live(cur) > 0
+if has and abs and cap_ms(cur, abs, now_ms()) <= 0 then
+  redis.call('DEL', cur) -- past its absolute lifetime: gone
+  has = false
+end
 if has_id and not has then return {0, 0, -3} end
 if (rename or not has) and live(fresh) > 0 then
   return redis.error_reply('COLLISION the new session id is already in use')
@@ -349,6 +387,10 @@ if not skip then
   -- HSET gives each field it overwrites a clean slate (an overwritten field loses its
   -- HEXPIRE), so only what must differ from that is set below.
   local set, drop, fields = {f, value}, {}, {f}
+  if not has then -- a new session: its creation time, for the absolute cap
+    set[#set + 1] = '\0a'
+    set[#set + 1] = now_ms()
+  end
   if hot == '' then drop[#drop + 1] = h else
     set[#set + 1] = h
     set[#set + 1] = hot
@@ -367,18 +409,21 @@ if not skip then
   elseif fttl > 0 then
     expire_at(key, f, now_ms() + fttl * 1000)
   end
-  -- The session lives at least max(current, default, field ttl); -1 anywhere persists it.
-  if kttl == -1 or fttl == -1 then
-    redis.call('PERSIST', key)
-    return {written, key == fresh and 1 or 0, -1, out}
-  end
-  local want = math.max(kttl, fttl) * 1000
+  -- The session lives at least max(current, default, field ttl); -1 anywhere persists it;
+  -- the absolute cap bounds it all.
+  local want = (kttl == -1 or fttl == -1) and -1 or math.max(kttl, fttl) * 1000
   local current = redis.call('PTTL', key)
-  if (not has and current == -1) or (current ~= -1 and current < want) then
-    redis.call('PEXPIRE', key, want)
-    current = want
+  if not has and current == -1 then current = 0 end -- a new key has no lifetime yet
+  local new = current
+  if want == -1 or current == -1 then new = -1 elseif current < want then new = want end
+  local cap = cap_ms(key, abs, now_ms())
+  if cap and (new == -1 or new > cap) then new = cap end
+  if new == -1 then
+    redis.call('PERSIST', key)
+  elseif new ~= current then
+    redis.call('PEXPIRE', key, new)
   end
-  local ttl = current == -1 and -1 or math.ceil(current / 1000)
+  local ttl = new == -1 and -1 or math.ceil(new / 1000)
   return {written, key == fresh and 1 or 0, ttl, out}
 end
 return {written, key == fresh and 1 or 0, redis.call('TTL', key), out}
@@ -395,9 +440,36 @@ end
 return v[1]
 """
 
+# A field read that touches the session (ARGV[3] idle ms, ARGV[4] below ms, ARGV[5] the
+# absolute cap in seconds or ''), on servers with HEXPIRE too: {value} or {value, new ttl}.
+_TOUCH_GET = r"""
+local key, f = KEYS[1], ARGV[2]
+local v = redis.call('HMGET', key, f, '\0e:' .. f)
+local value = v[1]
+if value and v[2] then
+  local at = tonumber(v[2])
+  if not at then return redis.error_reply('CORRUPT the stored expiry is not a number') end
+  if at ~= -1 and at <= now_ms() then value = false end
+end
+local pttl, below = redis.call('PTTL', key), tonumber(ARGV[4])
+-- Most reads stop here: the session has more than below ms left (or none, or is persistent).
+if pttl >= 0 and pttl < below and (value or live(key) > 0) then
+  local new = touch(key, pttl, tonumber(ARGV[3]), below, tonumber(ARGV[5]))
+  if new then return {value, math.ceil(new / 1000)} end
+end
+return {value}
+"""
+
+# ARGV[2..4]: a touch as for TOUCH_GET ('' for a plain read). Replies {ttl, touched, then
+# name, value, field ttl, hot policy for each field}, or nil.
 _GET_ALL = r"""
 local key = KEYS[1]
 if live(key) == 0 then return false end
+local touched, idle = 0, tonumber(ARGV[2])
+if idle then
+  local new = touch(key, redis.call('PTTL', key), idle, tonumber(ARGV[3]), tonumber(ARGV[4]))
+  if new then touched = 1 end
+end
 local all = redis.call('HGETALL', key)
 local meta, users, values = {}, {}, {}
 for i = 1, #all, 2 do
@@ -412,7 +484,7 @@ if #users == 0 then return false end
 local native_ttls = {}
 if native then native_ttls = redis.call('HTTL', key, 'FIELDS', #users, unpack(users)) end
 local now = native and 0 or now_ms()
-local out = {redis.call('TTL', key)}
+local out = {redis.call('TTL', key), touched}
 for i, f in ipairs(users) do
   local e, ttl = meta['\0e:' .. f], ''
   if e == '-1' then
@@ -456,17 +528,38 @@ redis.call('DEL', KEYS[1])
 return 1
 """
 
+# ARGV[3]: the absolute cap in seconds ('' for none). Replies -2 when the session is absent
+# (or past its cap: then deleted), else its new ttl (0 when deleted, -1 persistent).
 _EXPIRE = r"""
 local key, seconds = KEYS[1], tonumber(ARGV[2])
-if live(key) == 0 then return 0 end
+if live(key) == 0 then return -2 end
 if seconds == 0 then
   redis.call('DEL', key)
-elseif seconds == -1 then
-  redis.call('PERSIST', key)
-else
-  redis.call('EXPIRE', key, seconds)
+  return 0
 end
-return 1
+local new = seconds == -1 and -1 or seconds * 1000
+local cap = cap_ms(key, tonumber(ARGV[3]), now_ms())
+if cap and (new == -1 or new > cap) then new = cap end
+if cap and new <= 0 then
+  redis.call('DEL', key)
+  return -2
+end
+if new == -1 then
+  redis.call('PERSIST', key)
+  return -1
+end
+redis.call('PEXPIRE', key, new)
+return math.ceil(new / 1000)
+"""
+
+# ARGV[2..4]: a touch as for TOUCH_GET. Replies -2 when the session is absent, else its ttl.
+_TOUCH = r"""
+local key = KEYS[1]
+if live(key) == 0 then return -2 end
+local pttl = redis.call('PTTL', key)
+local new = touch(key, pttl, tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]))
+if pttl == -1 then return -1 end
+return math.ceil((new or pttl) / 1000)
 """
 
 _RENAME = r"""
@@ -653,15 +746,17 @@ def _script(name: str, body: str) -> Script:
     return Script(name, (_PRELUDE + body).encode())
 
 
-WRITE = _script("write", _WRITE)
+WRITE = _script("write", _LIFETIMES + _WRITE)
 # The same write with the integer arithmetic defined: increments only, so that other writes
 # do not pay for defining it on every call.
-WRITE_INCR = _script("write_incr", _INTS + _WRITE)
+WRITE_INCR = _script("write_incr", _LIFETIMES + _INTS + _WRITE)
 GET = _script("get", _GET)
-GET_ALL = _script("get_all", _GET_ALL)
+TOUCH_GET = _script("touch_get", _LIFETIMES + _TOUCH_GET)
+GET_ALL = _script("get_all", _LIFETIMES + _GET_ALL)
+TOUCH = _script("touch", _LIFETIMES + _TOUCH)
 REMOVE = _script("remove", _REMOVE)
 DELETE = _script("delete", _DELETE)
-EXPIRE = _script("expire", _EXPIRE)
+EXPIRE = _script("expire", _LIFETIMES + _EXPIRE)
 RENAME = _script("rename", _RENAME)
 CACHE_READ = _script("cache_read", _CACHE_PRELUDE + _CACHE_READ)
 CACHE_MARK = _script("cache_mark", _CACHE_PRELUDE + _CACHE_MARK)

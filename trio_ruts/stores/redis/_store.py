@@ -14,7 +14,16 @@ from ..._errors import SerializationError, SessionIdCollision, StoreError
 from ..._ids import TAG_BYTES, TAG_CHARS, SessionId
 from ..._ints import not_an_integer, out_of_range
 from ..._map import CorruptValue
-from ..._store import FieldRecord, Removal, SessionRecord, SessionStore, Write, WriteResult
+from ..._store import (
+    FieldRecord,
+    Read,
+    Removal,
+    SessionRecord,
+    SessionStore,
+    Touch,
+    Write,
+    WriteResult,
+)
 from . import _scripts as scripts
 from ._transport import (
     Arg,
@@ -220,19 +229,33 @@ class RedisStore(SessionStore, HotLayer):
             reply = await self._run(scripts.GET, (self.key(id),), (field,), True, field)
         return reply  # type: ignore[no-any-return]
 
+    async def touch_get(self, id: SessionId, field: str, touch: Touch) -> Read:
+        # Safe to retry like a read: a touch sets the same lifetime again (a retry after one
+        # that landed finds nothing to extend, and that touch's cookie refresh is lost).
+        args = (field, *_touch_args(touch))
+        reply = await self._run(scripts.TOUCH_GET, (self.key(id),), args, True, field)
+        return Read(reply[0], int(reply[1]) if len(reply) > 1 else None)
+
     async def get_all(self, id: SessionId) -> SessionRecord | None:
-        reply = await self._run(scripts.GET_ALL, (self.key(id),), (), True)
+        return await self._get_all(id, None)
+
+    async def touch_get_all(self, id: SessionId, touch: Touch) -> SessionRecord | None:
+        return await self._get_all(id, touch)
+
+    async def _get_all(self, id: SessionId, touch: Touch | None) -> SessionRecord | None:
+        args = () if touch is None else _touch_args(touch)
+        reply = await self._run(scripts.GET_ALL, (self.key(id),), args, True)
         if reply is None:
             return None
         fields: dict[str, FieldRecord] = {}
-        for i in range(1, len(reply), 4):
+        for i in range(2, len(reply), 4):
             name, value, ttl, hot = reply[i].decode(), reply[i + 1], reply[i + 2], reply[i + 3]
             if ttl == b"corrupt":  # the field alone is unreadable; the session stays usable
                 fields[name] = FieldRecord(CorruptValue("its stored expiry is corrupt"))
                 continue
             policy = int(hot) if hot.lstrip(b"-").isdigit() else None
             fields[name] = FieldRecord(value, int(ttl) if ttl else None, policy)
-        return SessionRecord(int(reply[0]), fields)
+        return SessionRecord(int(reply[0]), fields, bool(reply[1]))
 
     @staticmethod
     def _same_slot(a: SessionId, b: SessionId) -> None:
@@ -260,6 +283,7 @@ class RedisStore(SessionStore, HotLayer):
             b"" if write.expected is None else write.expected,
             b"" if write.incr is None else str(write.incr),
             write.int_format or b"",
+            b"" if write.absolute is None else write.absolute,
         )
         script = scripts.WRITE if write.incr is None else scripts.WRITE_INCR
         reply = await self._run(script, (current, fresh), args, False, write.field)
@@ -281,7 +305,16 @@ class RedisStore(SessionStore, HotLayer):
         return bool(await self._run(scripts.DELETE, (self.key(id),), (), False))
 
     async def expire(self, id: SessionId, seconds: int) -> bool:
-        return bool(await self._run(scripts.EXPIRE, (self.key(id),), (seconds,), False))
+        ttl = await self._run(scripts.EXPIRE, (self.key(id),), (seconds, b""), False)
+        return bool(ttl != -2)
+
+    async def expire_capped(self, id: SessionId, seconds: int, absolute: int) -> int | None:
+        ttl = await self._run(scripts.EXPIRE, (self.key(id),), (seconds, absolute), False)
+        return None if ttl == -2 else int(ttl)
+
+    async def touch(self, id: SessionId, touch: Touch) -> int | None:
+        ttl = await self._run(scripts.TOUCH, (self.key(id),), _touch_args(touch), False)
+        return None if ttl == -2 else int(ttl)
 
     async def rename(self, old: SessionId, new: SessionId) -> int | None:
         self._same_slot(old, new)
@@ -372,6 +405,12 @@ class RedisStore(SessionStore, HotLayer):
 
 #: How long the protocol state started by a miss lives without a fill or a change.
 _STATE_TTL: Final = 60.0
+
+
+def _touch_args(touch: Touch) -> tuple[Arg, Arg, Arg]:
+    """idle and below in ms, and the cap in seconds (``""``: none), for the scripts."""
+    below = max(0, round(touch.below * 1000))
+    return touch.idle * 1000, below, b"" if touch.absolute is None else touch.absolute
 
 
 def _seed() -> int:
