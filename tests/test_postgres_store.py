@@ -12,9 +12,9 @@ import trio
 import trio_asyncio
 
 from tests import servers
-from trio_ruts import CookieOptions, Session, SessionId, StoreError
+from trio_ruts import CookieOptions, Expiry, Session, SessionId, StoreError
 from trio_ruts.stores import PostgresStore
-from trio_ruts.stores.postgres._schema import LATEST, Names, Queries
+from trio_ruts.stores.postgres._schema import LATEST, MIGRATIONS, Names, Queries
 
 pytestmark = pytest.mark.postgres
 COOKIE = CookieOptions(max_age=600)
@@ -67,7 +67,7 @@ async def test_migrations_are_versioned(postgres: servers.PostgresServer) -> Non
     async with PostgresStore.from_dsn(postgres.dsn, table=name) as again:  # no re-run
         await Session(again, cookie=COOKIE).update("a", 1)
     assert psql(postgres, f"SELECT max(version) FROM {name}_schema_version") == str(LATEST)
-    assert psql(postgres, f"SELECT count(*) FROM {name}_schema_version") == str(LATEST)
+    assert psql(postgres, f"SELECT count(*) FROM {name}_schema_version") == str(len(MIGRATIONS))
     async with PostgresStore.from_dsn(postgres.dsn, table=name, create_table=False) as existing:
         await Session(existing, cookie=COOKIE).update("a", 1)
 
@@ -100,6 +100,36 @@ async def test_version_1_tables_are_migrated_with_their_data(
     assert psql(postgres, f"SELECT max(version) FROM {name}_schema_version") == str(LATEST)
 
 
+async def test_sessions_of_version_4_count_their_cap_from_the_migration(
+    postgres: servers.PostgresServer,
+) -> None:
+    """Sessions written before creation times were recorded (schema version 4) get the
+    migration's time: their absolute cap counts from the upgrade, and they keep working."""
+    name = unique()
+    names = Names(None, name)
+    q = Queries(names)
+    setup = [q.version_table]
+    for version in (1, 2, 3, 4):
+        setup += [*Queries.migration(names, version), q.record_version.replace("$1", str(version))]
+    psql(postgres, ";\n".join(setup))
+    old = SessionId.generate()
+    psql(
+        postgres,
+        f"SELECT * FROM {name}_write(NULL, '\\x{old.bytes.hex()}'::bytea, 'a', "
+        f"'\\x01'::bytea, false, NULL, 3600, false, NULL)",
+    )
+    await trio.sleep(1.2)  # the session is older than the migration by this much
+    async with PostgresStore.from_dsn(postgres.dsn, table=name) as store:
+        reader = Session(store, old, cookie=COOKIE, expiry=Expiry(idle=600, absolute=2))
+        assert await reader.get("a") == 1
+        capped = Session(store, old, cookie=COOKIE, expiry=Expiry(idle=600, absolute=2))
+        assert await capped.update("b", 2)
+        assert capped.id == old
+        assert "Max-Age=2;" in (capped.cookie_header() or "")  # 2 s from the migration
+        await trio.sleep(2.2)
+        assert await store.get_all(old) is None
+
+
 async def test_concurrent_openers_migrate_once(postgres: servers.PostgresServer) -> None:
     name = unique()
 
@@ -110,7 +140,7 @@ async def test_concurrent_openers_migrate_once(postgres: servers.PostgresServer)
     async with trio.open_nursery() as nursery:
         for _ in range(4):
             nursery.start_soon(open_one)
-    assert psql(postgres, f"SELECT count(*) FROM {name}_schema_version") == str(LATEST)
+    assert psql(postgres, f"SELECT count(*) FROM {name}_schema_version") == str(len(MIGRATIONS))
 
 
 @pytest.mark.parametrize("bad", ["", "1abc", "a-b", 'a"b', "x" * 42, "sessions; DROP TABLE x"])

@@ -686,6 +686,67 @@ _SEQ_V5 = """
 CREATE SEQUENCE {seq} AS bigint;
 """
 
+# Version 6: lifetimes (idle timeout, absolute cap). Each session row records its creation
+# time, which renames keep (they change only the id); sessions of earlier versions get the
+# migration's time, so their absolute cap counts from the upgrade.
+_CREATED_V6 = """
+ALTER TABLE {sessions} ADD COLUMN created_at timestamptz NOT NULL DEFAULT now();
+"""
+
+
+def _patched(base: str, *changes: tuple[str, str]) -> str:
+    """``base`` with each ``(old, new)`` applied; each ``old`` must occur exactly once, so a
+    change to ``base`` that moves one of them fails loudly at import."""
+    for old, new in changes:
+        if base.count(old) != 1:
+            raise AssertionError(f"the SQL to patch must hold exactly one {old[:60]!r}")
+        base = base.replace(old, new)
+    return base
+
+
+# The write of version 6 is version 4's with three changes, each marked "Lifetimes": it takes
+# the absolute cap (p_absolute, seconds or NULL), treats a session past it as absent (and
+# deletes it), and caps the lifetime it computes, -1 included.
+_WRITE_V6 = _patched(
+    _WRITE_V4,
+    (
+        "DROP FUNCTION {write}(bytea, bytea, text, bytea, boolean, integer, integer, boolean, "
+        "integer);",
+        "DROP FUNCTION {write}(bytea, bytea, text, bytea, boolean, integer, integer, boolean, "
+        "integer,\n  bytea, bigint, text);",
+    ),
+    (
+        "p_int_format text DEFAULT NULL,\n",
+        "p_int_format text DEFAULT NULL,\n  p_absolute integer DEFAULT NULL,\n",
+    ),
+    (
+        "  IF p_incr IS NOT NULL THEN\n",
+        """  -- Lifetimes: a session past its absolute lifetime is gone.
+  IF v_has AND p_absolute IS NOT NULL AND (SELECT s.created_at FROM {sessions} s
+      WHERE s.id = p_id) + make_interval(secs => p_absolute) <= now() THEN
+    DELETE FROM {sessions} WHERE id = p_id;
+    written := false;
+    moved := false;
+    RETURN;
+  END IF;
+  IF p_incr IS NOT NULL THEN
+""",
+    ),
+    (
+        """    UPDATE {sessions} SET expires_at = greatest(expires_at,
+        CASE WHEN p_kttl = -1 OR p_fttl = -1 THEN 'infinity'::timestamptz
+             ELSE now() + make_interval(secs => greatest(p_kttl, coalesce(p_fttl, 0))) END)
+      WHERE id = v_key RETURNING {ttl}(expires_at) INTO ttl;""",
+        """    UPDATE {sessions} SET expires_at = least(greatest(expires_at,
+        CASE WHEN p_kttl = -1 OR p_fttl = -1 THEN 'infinity'::timestamptz
+             ELSE now() + make_interval(secs => greatest(p_kttl, coalesce(p_fttl, 0))) END),
+        -- Lifetimes: never past the absolute cap.
+        CASE WHEN p_absolute IS NULL THEN 'infinity'::timestamptz
+             ELSE created_at + make_interval(secs => p_absolute) END)
+      WHERE id = v_key RETURNING {ttl}(expires_at) INTO ttl;""",
+    ),
+)
+
 _TABLES = """
 CREATE TABLE {sessions} (
   id bytea NOT NULL,
@@ -753,6 +814,7 @@ MIGRATIONS: Final = {
     3: [_WRITE_V3, _RENAME_V3, _DELETE_V3, _DELETE_EXPIRED_V3],
     4: [_REMOVE_V4, _INT_DECODE, _INT_ENCODE, _WRITE_V4],
     5: [_SEQ_V5],
+    6: [_CREATED_V6, _WRITE_V6],
 }
 LATEST: Final = max(MIGRATIONS)
 
@@ -782,15 +844,67 @@ class Queries:
         )
         self.write = (
             f"SELECT written, moved, ttl, value, nextval('{m['seq']}') "
-            f"FROM {m['write']}($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+            f"FROM {m['write']}($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
         )
         self.remove = (
             f"SELECT removed, ttl, value, nextval('{m['seq']}') FROM {m['remove']}($1, $2)"
         )
+        self._lifetimes(m)
         self.delete = f"SELECT {m['delete']}($1)"
         self.expire = f"SELECT {m['expire']}($1, $2)"
         self.rename = f"SELECT {m['rename']}($1, $2)"
         self.delete_expired = f"SELECT {m['delete_expired']}()"
+
+    def _lifetimes(self, m: dict[str, str]) -> None:
+        """The statements of touching reads, touches and capped expiries: each one statement
+        (a data-modifying CTE where it extends), so a read that touches costs no extra round
+        trip, and one that touches nothing writes nothing."""
+        live_field = (
+            f"EXISTS (SELECT 1 FROM {m['fields']} f WHERE f.session_id = s.id "
+            f"AND (f.expires_at IS NULL OR f.expires_at > now()))"
+        )
+
+        def touched(idle: str, below: str, cap: str) -> str:
+            """A CTE extending live session $1 by a touch (idle and cap in whole seconds,
+            below in seconds) and returning its new ttl, or no row."""
+            extended = (
+                f"least(now() + make_interval(secs => {idle}::integer), CASE WHEN "
+                f"{cap}::integer IS NULL THEN 'infinity'::timestamptz "
+                f"ELSE s.created_at + make_interval(secs => {cap}::integer) END)"
+            )
+            return (
+                f"WITH touched AS (UPDATE {m['sessions']} s SET expires_at = {extended} "
+                f"WHERE s.id = $1 AND s.expires_at > now() "
+                f"AND s.expires_at < now() + make_interval(secs => {below}::float8) "
+                f"AND s.expires_at < {extended} AND {live_field} "
+                f"RETURNING {m['ttl']}(s.expires_at) AS ttl) "
+            )
+
+        self.touch_get = touched("$3", "$4", "$5") + (
+            f"SELECT ({self.get}), (SELECT ttl FROM touched)"
+        )
+        # The CTE's snapshot is the one before the touch: the new ttl comes from the CTE.
+        self.touch_get_all = touched("$2", "$3", "$4") + (
+            f"SELECT coalesce(t.ttl, {m['ttl']}(s.expires_at)), f.field, f.value, "
+            f"CASE WHEN f.expires_at IS NULL THEN NULL ELSE {m['ttl']}(f.expires_at) END, "
+            f"f.hot_ttl, t.ttl IS NOT NULL FROM {m['sessions']} s "
+            f"JOIN {m['fields']} f ON f.session_id = s.id LEFT JOIN touched t ON true "
+            f"WHERE s.id = $1 AND s.expires_at > now() "
+            f"AND (f.expires_at IS NULL OR f.expires_at > now())"
+        )
+        self.touch = touched("$2", "$3", "$4") + (
+            f"SELECT coalesce((SELECT ttl FROM touched), (SELECT {m['ttl']}(s.expires_at) "
+            f"FROM {m['sessions']} s WHERE s.id = $1 AND s.expires_at > now() "
+            f"AND {live_field}))"
+        )
+        # $2 seconds (> 0 or -1), $3 the cap. Past the cap the row expires now: gone (NULL).
+        self.expire_capped = (
+            f"UPDATE {m['sessions']} s SET expires_at = least(CASE WHEN $2::integer = -1 "
+            f"THEN 'infinity'::timestamptz ELSE now() + make_interval(secs => $2::integer) "
+            f"END, s.created_at + make_interval(secs => $3::integer)) "
+            f"WHERE s.id = $1 AND s.expires_at > now() AND {live_field} "
+            f"RETURNING CASE WHEN s.expires_at > now() THEN {m['ttl']}(s.expires_at) END"
+        )
 
     @staticmethod
     def migration(n: Names, version: int) -> list[str]:

@@ -23,12 +23,22 @@ from ..._errors import SessionError, SessionIdCollision, StoreError, StoreTimeou
 from ..._ids import SessionId
 from ..._ints import not_an_integer, out_of_range
 from ..._limits import MAX_TTL
-from ..._store import FieldRecord, Removal, SessionRecord, SessionStore, Write, WriteResult
+from ..._store import (
+    FieldRecord,
+    Read,
+    Removal,
+    SessionRecord,
+    SessionStore,
+    Touch,
+    Write,
+    WriteResult,
+)
 from .._asyncio import bridge, current_loop_or_fail, open_private_loop
 from ._schema import (
     BARE,
     COLLISION_STATE,
     LATEST,
+    MIGRATIONS,
     NOT_INT_STATE,
     OVERFLOW_STATE,
     Names,
@@ -72,6 +82,10 @@ def _check_timeout(timeout: float | None) -> float:
 def _clamp(seconds: int | None) -> int | None:
     """A lifetime as the schema keeps it: anything longer than ``MAX_TTL`` is ``MAX_TTL``."""
     return MAX_TTL if seconds is not None and seconds > MAX_TTL else seconds
+
+
+def _touch_args(touch: Touch) -> tuple[int, float, int | None]:
+    return touch.idle, touch.below, touch.absolute
 
 
 async def _keep_session_state(conn: Any) -> None:
@@ -390,7 +404,7 @@ class PostgresStore(SessionStore):
                 await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self._names.schema}"')
             await conn.execute(q.version_table)
             version = await conn.fetchval(q.current_version)
-            for step in range(version + 1, LATEST + 1):
+            for step in sorted(v for v in MIGRATIONS if v > version):
                 for statement in Queries.migration(self._names, step):
                     await conn.execute(statement)
                 await conn.execute(q.record_version, step)
@@ -424,6 +438,28 @@ class PostgresStore(SessionStore):
         fields = {row[1]: FieldRecord(row[2], row[3], row[4]) for row in rows}
         return SessionRecord(rows[0][0], fields)
 
+    async def touch_get(self, id: SessionId, field: str, touch: Touch) -> Read:
+        value, ttl = await self._call(
+            "fetchrow", self._queries.touch_get, id.bytes, field, *_touch_args(touch)
+        )
+        return Read(value, ttl)
+
+    async def touch_get_all(self, id: SessionId, touch: Touch) -> SessionRecord | None:
+        query = self._queries.touch_get_all
+        rows = await self._call("fetch", query, id.bytes, *_touch_args(touch))
+        if not rows:
+            return None
+        fields = {row[1]: FieldRecord(row[2], row[3], row[4]) for row in rows}
+        return SessionRecord(rows[0][0], fields, rows[0][5])
+
+    async def touch(self, id: SessionId, touch: Touch) -> int | None:
+        query = self._queries.touch
+        return await self._call("fetchval", query, id.bytes, *_touch_args(touch))  # type: ignore[no-any-return]
+
+    async def expire_capped(self, id: SessionId, seconds: int, absolute: int) -> int | None:
+        query = self._queries.expire_capped
+        return await self._call("fetchval", query, id.bytes, _clamp(seconds), absolute)  # type: ignore[no-any-return]
+
     async def write(self, write: Write) -> WriteResult:
         written, moved, ttl, value, version = await self._call(
             "fetchrow",
@@ -440,6 +476,7 @@ class PostgresStore(SessionStore):
             write.expected,
             write.incr,
             write.int_format,
+            write.absolute,
             field=write.field,
         )
         if ttl is None:
