@@ -35,9 +35,11 @@ from .._ids import SessionId
 from .._store import (
     DEFAULT_HOT_TTL_CAP,
     Placement,
+    Read,
     Removal,
     SessionRecord,
     SessionStore,
+    Touch,
     Write,
     WriteResult,
 )
@@ -534,35 +536,62 @@ class LayeredStore(SessionStore):
     # -- reads -------------------------------------------------------------------------------
 
     async def get(self, id: SessionId, field: str) -> bytes | None:
+        return (await self._read(id, field, None)).value
+
+    async def touch_get(self, id: SessionId, field: str, touch: Touch) -> Read:
+        # The lifetime lives in cold: reads that reach cold (misses, fallbacks) touch it
+        # there; a hot hit does not reach cold and extends nothing.
+        return await self._read(id, field, touch)
+
+    async def _read(self, id: SessionId, field: str, touch: Touch | None) -> Read:
         self._check_open()
         await self._wait_busy(id)
         if not self._hot_usable(id):
-            return await self._cold(self.cold.get, id, field)
+            return await self._cold_get(id, field, touch)
         hot = await self._hot(self._cache.cache_read, id, field)
         if hot is None:
-            return await self._cold(self.cold.get, id, field)
+            return await self._cold_get(id, field, touch)
         read = hot.value
         if isinstance(read.value, bytes):
-            return read.value
+            return Read(read.value)
         if read.value is Marker.MISSING:
-            return None
+            return Read(None)
         if read.value is Marker.COLD:
-            return await self._cold(self.cold.get, id, field)
+            return await self._cold_get(id, field, touch)
         # A miss: read the whole session and fill hot with it, under the lease of the miss.
         since = trio.current_time()
-        record = await self._cold(self.cold.get_all, id)
+        record = await self._cold_get_all(id, touch)
         if record is None:
-            return None
+            return Read(None)
         entries = self._snapshot(record, field, since)
         if entries:
             ttl = max(e.ttl for e in entries)
             await self._hot(self._cache.cache_fill, id, read.epoch, entries, ttl)
         found = record.fields.get(field)
-        return None if found is None else found.value
+        return Read(None if found is None else found.value, record.ttl if record.touched else None)
+
+    async def _cold_get(self, id: SessionId, field: str, touch: Touch | None) -> Read:
+        if touch is None:
+            return Read(await self._cold(self.cold.get, id, field))
+        return await self._cold(self.cold.touch_get, id, field, touch)
+
+    async def _cold_get_all(self, id: SessionId, touch: Touch | None) -> SessionRecord | None:
+        if touch is None:
+            return await self._cold(self.cold.get_all, id)
+        return await self._cold(self.cold.touch_get_all, id, touch)
 
     async def get_all(self, id: SessionId) -> SessionRecord | None:
         self._check_open()
         return await self._cold(self.cold.get_all, id)
+
+    async def touch_get_all(self, id: SessionId, touch: Touch) -> SessionRecord | None:
+        self._check_open()
+        return await self._cold(self.cold.touch_get_all, id, touch)
+
+    async def touch(self, id: SessionId, touch: Touch) -> int | None:
+        self._check_open()
+        # Only ever longer in cold: hot copies, shorter-lived than cold's, stay valid.
+        return await self._cold(self.cold.touch, id, touch)
 
     # -- writes ------------------------------------------------------------------------------
 
@@ -662,6 +691,11 @@ class LayeredStore(SessionStore):
         self._check_open()
         # The hot copy is dropped and refilled with the new lifetimes on the next read.
         return await self._session_change(id, partial(self.cold.expire, id, seconds))
+
+    async def expire_capped(self, id: SessionId, seconds: int, absolute: int) -> int | None:
+        self._check_open()
+        cold_op = partial(self.cold.expire_capped, id, seconds, absolute)
+        return await self._session_change(id, cold_op)
 
     async def rename(self, old: SessionId, new: SessionId) -> int | None:
         self._check_open()
