@@ -10,16 +10,24 @@ from typing import Any
 Op = Callable[[], Awaitable[Any]]
 
 
-async def interleaved_medians(ops: dict[str, Op], calls: int) -> dict[str, float]:
+async def interleaved_medians(
+    ops: dict[str, Op], calls: int, prepare: dict[str, Op] | None = None
+) -> dict[str, float]:
     """Median microseconds per call of each op. The ops take turns call by call (after a
-    warm-up of a tenth as many), so bursts of machine noise fall on all of them alike."""
+    warm-up of a tenth as many), so bursts of machine noise fall on all of them alike.
+    ``prepare[name]``, when given, runs untimed before each call of that op."""
     samples: dict[str, list[float]] = {name: [] for name in ops}
     items = list(ops.items())
+    before = prepare or {}
     for _ in range(calls // 10):
-        for _, op in items:
+        for name, op in items:
+            if name in before:
+                await before[name]()
             await op()
     for _ in range(calls):
         for name, op in items:
+            if name in before:
+                await before[name]()
             start = time.perf_counter_ns()
             await op()
             samples[name].append((time.perf_counter_ns() - start) / 1000)
