@@ -24,9 +24,11 @@ from trio_ruts.stores import (
     HotLayer,
     LayeredStore,
     MemoryStore,
+    Read,
     Removal,
     SessionRecord,
     SessionStore,
+    Touch,
     Write,
     WriteResult,
 )
@@ -102,6 +104,19 @@ class Faulty(SessionStore, HotLayer):
 
     async def rename(self, old: SessionId, new: SessionId) -> int | None:
         return await self._call("rename", partial(self.inner.rename, old, new))
+
+    async def touch_get(self, id: SessionId, field: str, touch: Touch) -> Read:
+        return await self._call("touch_get", partial(self.inner.touch_get, id, field, touch))
+
+    async def touch_get_all(self, id: SessionId, touch: Touch) -> SessionRecord | None:
+        return await self._call("touch_get_all", partial(self.inner.touch_get_all, id, touch))
+
+    async def touch(self, id: SessionId, touch: Touch) -> int | None:
+        return await self._call("touch", partial(self.inner.touch, id, touch))
+
+    async def expire_capped(self, id: SessionId, seconds: int, absolute: int) -> int | None:
+        capped = partial(self.inner.expire_capped, id, seconds, absolute)
+        return await self._call("expire_capped", capped)
 
     @property
     def _hot(self) -> HotLayer:

@@ -12,7 +12,7 @@ from trio.testing import MockClock
 
 from tests import servers
 from tests.layered_kit import Faulty, settled
-from trio_ruts import CborSerializer, CookieOptions, Session, SessionId, StoreError
+from trio_ruts import CborSerializer, CookieOptions, Expiry, Session, SessionId, StoreError
 from trio_ruts.stores import (
     ColdOnly,
     HotOnly,
@@ -298,3 +298,52 @@ async def test_postgres_down_writes_fail_and_hot_stays_consistent(
             assert await hot.get(s.id, "v") in (None, CBOR.dumps(1))  # type: ignore[arg-type]
             pg.start()
             assert await Session(layered, s.id).get("v") == 1
+
+
+# -- lifetimes: hot copies end when a read must extend the session in cold --------------------
+
+
+async def test_reads_served_from_hot_still_slide_the_session(autojump_clock: MockClock) -> None:
+    hot, cold = Faulty(), Faulty()
+    expiry = Expiry(idle=600, touch_interval=60)
+    async with LayeredStore(hot, cold) as layered:
+        s = Session(layered, cookie=COOKIE, expiry=expiry)
+        await s.update("a", 1)
+        await settled(layered)
+        sid = s.id
+        assert sid is not None
+        for _ in range(3):  # within the interval: hot answers, nothing is extended
+            reader = Session(layered, sid, cookie=COOKIE, expiry=expiry)
+            before = cold.calls["touch_get_all"] + cold.calls["get_all"]
+            assert await reader.get("a") == 1
+            assert cold.calls["touch_get_all"] + cold.calls["get_all"] == before  # a hot hit
+            assert reader.cookie_header() is None
+            await trio.sleep(15)
+        await trio.sleep(20)  # 65 s since the write: below idle - touch_interval
+        reader = Session(layered, sid, cookie=COOKIE, expiry=expiry)
+        assert await reader.get("a") == 1
+        assert "Max-Age=600" in (reader.cookie_header() or "")  # the read extended it
+        record = await cold.inner.get_all(sid)
+        assert record is not None
+        assert record.ttl >= 599
+        # ... and hot holds the refilled copy for at most another interval.
+        read = await hot.inner.cache_read(sid, "a")
+        assert read.value == CBOR.dumps(1)
+        await trio.sleep(60)
+        assert (await hot.inner.cache_read(sid, "a")).value is None
+
+
+async def test_a_session_read_only_from_hot_does_not_expire(autojump_clock: MockClock) -> None:
+    hot, cold = Faulty(), Faulty()
+    expiry = Expiry(idle=120, touch_interval=30)
+    async with LayeredStore(hot, cold) as layered:
+        s = Session(layered, cookie=COOKIE, expiry=expiry)
+        await s.update("a", 1)
+        sid = s.id
+        for _ in range(120):  # 20 minutes of reads every 10 s, never a write
+            await trio.sleep(10)
+            assert await Session(layered, sid, cookie=COOKIE, expiry=expiry).get("a") == 1
+        # Hot copies end a second or two before a touch is due (whole seconds, and the
+        # margin for the time a fill takes), so a read in that gap goes to cold and extends
+        # nothing yet; the next one extends. Still, a third or more were hot hits.
+        assert 20 < cold.calls["touch_get_all"] <= 80

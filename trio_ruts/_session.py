@@ -459,6 +459,7 @@ class Session:
                 incr=incr,
                 int_format=int_format,
                 absolute=self._expiry.absolute,
+                touch=self._expiry._touch,
             )
             if self._verified and pending is None:
                 return await self._write_once(write)

@@ -103,6 +103,9 @@ class Write:
             this write computes, ``-1`` included, ends at the latest at the session's creation
             time plus ``absolute`` seconds; a session already past it counts as absent
             (``WriteResult.absent``). A new session records its creation time.
+        touch: what the session's reads ask of the store (its idle timeout), for a
+            LayeredStore: a hot copy must expire by the time a read has to extend the session
+            in cold. Single stores ignore it.
     """
 
     id: SessionId | None
@@ -119,6 +122,7 @@ class Write:
     incr: int | None = None
     int_format: str | None = None
     absolute: int | None = None
+    touch: Touch | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 import trio
 
-from tests.conftest import StoreKit, pass_time
+from tests.conftest import pass_time
 from trio_ruts import CookieChange, CookieOptions, Expiry, Session, SessionId
 from trio_ruts.stores import SessionStore, Touch
 
@@ -45,15 +44,6 @@ async def short_lived(store: SessionStore, remaining: int = 1, **fields: Any) ->
     assert await s.expire(remaining)
     assert s.id is not None
     return s.id
-
-
-def hot_hits_never_touch(kit: StoreKit, request: pytest.FixtureRequest) -> None:
-    """Layered stores answer a read from hot when hot holds the field, and the lifetime lives
-    in cold, which that read never reaches: the hot-cache protocol does not report the cold
-    lifetime yet, so such reads cannot tell when to touch cold."""
-    if kit.id.startswith("layered"):
-        reason = "a hot hit does not reach the cold store, where the lifetime lives"
-        request.node.add_marker(pytest.mark.xfail(reason=reason, strict=True))
 
 
 # -- the default and the idle timeout ------------------------------------------------------------
@@ -151,10 +141,7 @@ async def test_an_active_session_slides_and_field_ttls_keep_their_meaning(
     assert dict(await later.get_all() or {}) == {"a": 1}
 
 
-async def test_reads_of_a_cached_session_extend_it(
-    store: SessionStore, clock: Any, kit: StoreKit, request: pytest.FixtureRequest
-) -> None:
-    hot_hits_never_touch(kit, request)
+async def test_reads_of_a_cached_session_extend_it(store: SessionStore, clock: Any) -> None:
     s = new(store, idle=4, touch_interval=1)
     await s.update("a", 1)
     reader = new(store, s.id, idle=4, touch_interval=1)

@@ -95,6 +95,15 @@ class _Hot:
     value: Any
 
 
+def _due(session_ttl: int, touch: Touch | None) -> int | None:
+    """Seconds until a read must extend a session that cold says lives ``session_ttl`` more
+    (``None``: never): a hot copy must be gone by then, or a read it answers would extend
+    nothing."""
+    if touch is None or session_ttl == -1:
+        return None
+    return math.floor(session_ttl - touch.below)
+
+
 def _lifetime(field_ttl: int | None, session_ttl: int) -> int:
     """A field's remaining lifetime: its own, but never beyond its session's (an
     ``expire()`` may have shortened the session below a field's own ttl); ``-1``: never."""
@@ -520,13 +529,20 @@ class LayeredStore(SessionStore):
             remaining = min(remaining, cap)
         return max(0, remaining)
 
-    def _snapshot(self, record: SessionRecord, asked: str, since: float) -> list[CacheEntry]:
+    def _snapshot(
+        self, record: SessionRecord, asked: str, since: float, touch: Touch | None
+    ) -> list[CacheEntry]:
         """The entries a fill installs for a cold session read from ``since`` on (the asked
-        field marked absent when cold lacks it); fields about to expire are left out."""
-        session_ttl = self._hot_ttl(record.ttl, None, since)
+        field marked absent when cold lacks it); fields about to expire are left out, and
+        none outlives the moment a read must extend the session (``touch``)."""
+        due = _due(record.ttl, touch)
+        session_ttl = self._hot_ttl(record.ttl if due is None else due, None, since)
         entries: list[CacheEntry] = []
         for name, f in record.fields.items():
-            ttl = self._hot_ttl(_lifetime(f.ttl, record.ttl), f.hot_ttl, since)
+            remaining = _lifetime(f.ttl, record.ttl)
+            if due is not None:
+                remaining = min(remaining, due)
+            ttl = self._hot_ttl(remaining, f.hot_ttl, since)
             if ttl > 0:
                 entries.append(CacheEntry(name, Marker.COLD if f.hot_ttl == 0 else f.value, ttl))
         if asked not in record.fields and session_ttl > 0:
@@ -563,7 +579,7 @@ class LayeredStore(SessionStore):
         record = await self._cold_get_all(id, touch)
         if record is None:
             return Read(None)
-        entries = self._snapshot(record, field, since)
+        entries = self._snapshot(record, field, since, touch)
         if entries:
             ttl = max(e.ttl for e in entries)
             await self._hot(self._cache.cache_fill, id, read.epoch, entries, ttl)
@@ -621,8 +637,9 @@ class LayeredStore(SessionStore):
         """What hot caches of a write committed by a cold call begun at ``since``."""
         if not result.written:
             return None
+        due = _due(result.ttl, write.touch)  # (a hot copy is gone when a touch is due)
         if write.placement is Placement.COLD:
-            ttl = self._hot_ttl(result.ttl, None, since)
+            ttl = self._hot_ttl(result.ttl if due is None else due, None, since)
             entry = CacheEntry(write.field, Marker.COLD, ttl)
         else:
             # An increment's value is the one cold computed.
@@ -630,6 +647,8 @@ class LayeredStore(SessionStore):
             if value is None:
                 return None
             remaining = _lifetime(write.field_ttl, result.ttl)
+            if due is not None:
+                remaining = min(remaining, due)
             ttl = self._hot_ttl(remaining, write.hot_ttl, since)
             entry = CacheEntry(write.field, value, ttl)
         return entry if entry.ttl > 0 else None
@@ -667,13 +686,10 @@ class LayeredStore(SessionStore):
         self._check_open()
 
         async def settle(result: Removal, epoch: int | None, since: float, ordered: bool) -> None:
-            version = result.version
-            if result.ttl is None:  # the session ended (or was absent)
-                await self._settle(id, None, epoch, None, version=version, ordered=ordered)
-            else:
-                ttl = self._hot_ttl(result.ttl, None, since)
-                gone = CacheEntry(field, Marker.MISSING, ttl) if ttl > 0 else None
-                await self._settle(id, field, epoch, gone, version=version, ordered=ordered)
+            # (No "absent" marker: a removal does not know when the session's reads must
+            # extend it; the next read of the field refills it from cold, knowing.)
+            whole = None if result.ttl is None else field  # the session ended, or was absent
+            await self._settle(id, whole, epoch, None, version=result.version, ordered=ordered)
 
         return await self._change(id, field, partial(self.cold.remove, id, field), settle)
 
