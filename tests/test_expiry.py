@@ -13,7 +13,7 @@ from trio.testing import MockClock
 from tests.integration.apps import CountingStore, make_app
 from tests.layered_kit import Faulty
 from trio_ruts import CookieOptions, Expiry, MemoryStore, Session
-from trio_ruts.stores import Touch
+from trio_ruts.stores import SessionStore, Touch
 from trio_ruts.websocket import session_for
 
 COOKIE = CookieOptions(name="sid", secure=False, max_age=300)
@@ -75,11 +75,20 @@ async def test_session_for_takes_expiry() -> None:
         assert found.cookie_header() is None  # above 20 - 2 s: reads extend nothing
 
 
+class _WithoutLifetimes(Faulty):
+    """Forwards the seven abstract methods only: the defaults of the lifetimes capability."""
+
+    touch_get = SessionStore.touch_get
+    touch_get_all = SessionStore.touch_get_all
+    touch = SessionStore.touch
+    expire_capped = SessionStore.expire_capped
+
+
 async def test_a_store_without_lifetimes_keeps_working(autojump_clock: MockClock) -> None:
-    # Faulty forwards the seven abstract methods only: it inherits the defaults, so reads
-    # extend nothing, touch() extends through expire(), and expire() applies no cap. (Its
-    # writes reach a MemoryStore with the whole Write, Write.absolute included.)
-    async with Faulty() as store:
+    # The store inherits the defaults, so reads extend nothing, touch() extends through
+    # expire(), and expire() applies no cap. (Its writes reach a MemoryStore with the whole
+    # Write, Write.absolute included.)
+    async with _WithoutLifetimes() as store:
         s = Session(store, cookie=COOKIE, expiry=Expiry(idle=20, absolute=30))
         await s.update("a", 1)
         assert await s.expire(-1)
