@@ -28,6 +28,7 @@ from trio_ruts.stores import (
     Removal,
     SessionRecord,
     SessionStore,
+    Settled,
     Touch,
     Write,
     WriteResult,
@@ -129,7 +130,7 @@ class Faulty(SessionStore, HotLayer):
     async def cache_mark(self, id: SessionId, field: str | None, hold: float) -> int:
         return await self._call("cache_mark", partial(self._hot.cache_mark, id, field, hold))
 
-    async def cache_settle(self, *args: Any, **kw: Any) -> bool:
+    async def cache_settle(self, *args: Any, **kw: Any) -> Settled:
         if not kw.get("ordered", True):  # a change whose mark ran beside its cold write
             self.calls["cache_settle beside"] += 1
         return await self._call("cache_settle", partial(self._hot.cache_settle, *args, **kw))
