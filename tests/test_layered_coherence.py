@@ -915,3 +915,21 @@ async def test_a_hot_layer_answering_nonsense_to_a_settle_fails_nothing(
         sid = (await layered.write(update(None, "f", CBOR.dumps(1)))).id
         await settled(layered)
         assert await layered.get(sid, "f") == CBOR.dumps(1)
+
+
+async def test_closing_while_a_mark_is_on_its_way_waits_for_the_mark_only(
+    autojump_clock: MockClock,
+) -> None:
+    async with two_servers() as (_, b, rig):
+        hot_a, cold_a = Faulty(rig.hot, seed=5), Faulty(rig.cold, seed=6)
+        a = LayeredStore(hot_a, cold_a, hot_timeout=0.25)
+        async with trio.open_nursery() as nursery, a:
+            sid = await _floored_session(a, b)
+            hot_a.delay, cold_a.delay = 0.1, 1.0
+            nursery.start_soon(a.write, update(sid, "f", CBOR.dumps("v1")))
+            await trio.sleep(0.05)  # the mark is on its way; the cold call will be slow
+            start = trio.current_time()
+            await a.aclose()
+            assert trio.current_time() - start == pytest.approx(0.05)  # the mark, not 0.5 s
+        await settled(b)
+        assert await b.get(sid, "f") == CBOR.dumps("v1")

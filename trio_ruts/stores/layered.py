@@ -434,6 +434,7 @@ class LayeredStore(SessionStore):
             cold.epoch = None if marked is None else marked.value
             if not cold.ended.is_set():
                 self._waiting_cold += 1
+                self._wake_closer()  # a closing store does not wait for this one
                 try:
                     await cold.ended.wait()
                 except trio.Cancelled:
@@ -509,6 +510,10 @@ class LayeredStore(SessionStore):
 
     def _finish_task(self) -> None:
         self._settling -= 1
+        self._wake_closer()
+
+    def _wake_closer(self) -> None:
+        """Wake a closing store once only marks waiting for their cold calls are left."""
         if self._settling <= self._waiting_cold:
             self._settled.set()
             self._settled = trio.Event()
