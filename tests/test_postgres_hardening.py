@@ -653,6 +653,7 @@ def test_derived_names_fit_and_stay_as_released() -> None:
         "int_decode": '"sessions_int_decode"',
         "int_encode": '"sessions_int_encode"',
         "seq": '"sessions_seq"',
+        "touch": '"sessions_touch"',
         "sessions_pkey": '"sessions_pkey"',
         "sessions_expires_idx": '"sessions_expires_idx"',
         "fields_pkey": '"sessions_fields_pkey"',

@@ -694,6 +694,34 @@ ALTER TABLE {sessions} ADD COLUMN created_at timestamptz NOT NULL DEFAULT now();
 """
 
 
+# A touch of a live session by a read (idle and cap in whole seconds, below in seconds): its
+# new ttl, or NULL when it extended nothing. Touching reads call it only for a session whose
+# lifetime is already below the touch threshold (most reads do not), so a read that extends
+# nothing runs no data-modifying statement at all; the UPDATE checks everything again on the
+# row it locks. PL/pgSQL, so that the UPDATE's plan is cached per connection.
+_TOUCH_V7 = """
+CREATE FUNCTION {touch}(p_id bytea, p_idle integer, p_below float8, p_cap integer)
+RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+  v_ttl integer;
+BEGIN
+  UPDATE {sessions} s SET expires_at = least(now() + make_interval(secs => p_idle),
+      CASE WHEN p_cap IS NULL THEN 'infinity'::timestamptz
+           ELSE s.created_at + make_interval(secs => p_cap) END)
+    WHERE s.id = p_id AND s.expires_at > now()
+      AND s.expires_at < now() + make_interval(secs => p_below)
+      AND s.expires_at < least(now() + make_interval(secs => p_idle),
+        CASE WHEN p_cap IS NULL THEN 'infinity'::timestamptz
+             ELSE s.created_at + make_interval(secs => p_cap) END)
+      AND EXISTS (SELECT 1 FROM {fields} f WHERE f.session_id = s.id
+        AND (f.expires_at IS NULL OR f.expires_at > now()))
+    RETURNING {ttl}(s.expires_at) INTO v_ttl;
+  RETURN v_ttl;
+END
+$$;
+"""
+
+
 def _patched(base: str, *changes: tuple[str, str]) -> str:
     """``base`` with each ``(old, new)`` applied; each ``old`` must occur exactly once, so a
     change to ``base`` that moves one of them fails loudly at import."""
@@ -785,6 +813,7 @@ QUALIFIED: Final = {
     "int_decode": "_int_decode",
     "int_encode": "_int_encode",
     "seq": "_seq",
+    "touch": "_touch",
 }
 BARE: Final = {
     "sessions_pkey": "_pkey",
@@ -815,6 +844,7 @@ MIGRATIONS: Final = {
     4: [_REMOVE_V4, _INT_DECODE, _INT_ENCODE, _WRITE_V4],
     5: [_SEQ_V5],
     6: [_CREATED_V6, _WRITE_V6],
+    7: [_TOUCH_V7],
 }
 LATEST: Final = max(MIGRATIONS)
 
@@ -857,8 +887,8 @@ class Queries:
 
     def _lifetimes(self, m: dict[str, str]) -> None:
         """The statements of touching reads, touches and capped expiries: each one statement
-        (a data-modifying CTE where it extends), so a read that touches costs no extra round
-        trip, and one that touches nothing writes nothing."""
+        (a data-modifying CTE, or a call of the touch function, where it extends), so a read
+        that touches costs no extra round trip, and one that touches nothing writes nothing."""
         live_field = (
             f"EXISTS (SELECT 1 FROM {m['fields']} f WHERE f.session_id = s.id "
             f"AND (f.expires_at IS NULL OR f.expires_at > now()))"
@@ -880,8 +910,17 @@ class Queries:
                 f"RETURNING {m['ttl']}(s.expires_at) AS ttl) "
             )
 
-        self.touch_get = touched("$3", "$4", "$5") + (
-            f"SELECT ({self.get}), (SELECT ttl FROM touched)"
+        # Not the CTE: a data-modifying statement costs every read (executor and lock set-up,
+        # the UPDATE's own scan) even when it changes nothing. This is a plain read (one row,
+        # also when the session or field is absent) that calls the touch function only when
+        # the live session's lifetime is below the threshold.
+        self.touch_get = (
+            f"SELECT f.value, CASE WHEN s.expires_at < now() + make_interval(secs => "
+            f"$4::float8) THEN {m['touch']}(s.id, $3, $4, $5) END "
+            f"FROM (VALUES (1)) one (x) "
+            f"LEFT JOIN {m['sessions']} s ON s.id = $1 AND s.expires_at > now() "
+            f"LEFT JOIN {m['fields']} f ON f.session_id = s.id AND f.field = $2 "
+            f"AND (f.expires_at IS NULL OR f.expires_at > now())"
         )
         # The CTE's snapshot is the one before the touch: the new ttl comes from the CTE.
         self.touch_get_all = touched("$2", "$3", "$4") + (
