@@ -236,21 +236,23 @@ class MemoryStore(SessionStore, HotLayer):
 
     # -- operations ------------------------------------------------------------------------------
 
-    async def get(self, id: SessionId, field: str) -> bytes | None:
+    async def _enter(self, id: SessionId) -> tuple[_Session | None, float]:
+        """How every operation on one session begins: the store is open, a checkpoint, the
+        store's clock, and the live session (``None``: absent or expired)."""
         self._check_open()
         await trio.lowlevel.checkpoint()
         now = trio.current_time()
-        entry = self._live(id.bytes, now)
+        return self._live(id.bytes, now), now
+
+    async def get(self, id: SessionId, field: str) -> bytes | None:
+        entry, _ = await self._enter(id)
         if entry is None:
             return None
         found = entry.fields.get(field)
         return None if found is None else found.value
 
     async def get_all(self, id: SessionId) -> SessionRecord | None:
-        self._check_open()
-        await trio.lowlevel.checkpoint()
-        now = trio.current_time()
-        entry = self._live(id.bytes, now)
+        entry, now = await self._enter(id)
         if entry is None:
             return None
         return self._record(entry, now)
@@ -266,10 +268,7 @@ class MemoryStore(SessionStore, HotLayer):
         return SessionRecord(_remaining(now, entry.expires), fields)
 
     async def touch_get(self, id: SessionId, field: str, touch: Touch) -> Read:
-        self._check_open()
-        await trio.lowlevel.checkpoint()
-        now = trio.current_time()
-        entry = self._live(id.bytes, now)
+        entry, now = await self._enter(id)
         if entry is None:
             return Read(None)
         found = entry.fields.get(field)
@@ -279,10 +278,7 @@ class MemoryStore(SessionStore, HotLayer):
         return Read(value)
 
     async def touch_get_all(self, id: SessionId, touch: Touch) -> SessionRecord | None:
-        self._check_open()
-        await trio.lowlevel.checkpoint()
-        now = trio.current_time()
-        entry = self._live(id.bytes, now)
+        entry, now = await self._enter(id)
         if entry is None:
             return None
         touched = _extend(entry, touch, now)
@@ -291,20 +287,14 @@ class MemoryStore(SessionStore, HotLayer):
         return record
 
     async def touch(self, id: SessionId, touch: Touch) -> int | None:
-        self._check_open()
-        await trio.lowlevel.checkpoint()
-        now = trio.current_time()
-        entry = self._live(id.bytes, now)
+        entry, now = await self._enter(id)
         if entry is None:
             return None
         _extend(entry, touch, now)
         return _remaining(now, entry.expires)
 
     async def expire_capped(self, id: SessionId, seconds: int, absolute: int) -> int | None:
-        self._check_open()
-        await trio.lowlevel.checkpoint()
-        now = trio.current_time()
-        entry = self._live(id.bytes, now)
+        entry, now = await self._enter(id)
         if entry is None:
             return None
         entry.expires = min(_expiry(now, seconds), entry.created + absolute)
@@ -319,10 +309,7 @@ class MemoryStore(SessionStore, HotLayer):
         return self._apply(write, trio.current_time())
 
     async def remove(self, id: SessionId, field: str) -> Removal:
-        self._check_open()
-        await trio.lowlevel.checkpoint()
-        now = trio.current_time()
-        entry = self._live(id.bytes, now)
+        entry, now = await self._enter(id)
         version = next(self._versions)
         if entry is None:
             return Removal(False, None, version=version)
@@ -341,10 +328,7 @@ class MemoryStore(SessionStore, HotLayer):
         return existed
 
     async def expire(self, id: SessionId, seconds: int) -> bool:
-        self._check_open()
-        await trio.lowlevel.checkpoint()
-        now = trio.current_time()
-        entry = self._live(id.bytes, now)
+        entry, now = await self._enter(id)
         if entry is None:
             return False
         if seconds == 0:
