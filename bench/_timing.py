@@ -14,7 +14,8 @@ async def interleaved_medians(
     ops: dict[str, Op], calls: int, prepare: dict[str, Op] | None = None
 ) -> dict[str, float]:
     """Median microseconds per call of each op. The ops take turns call by call (after a
-    warm-up of a tenth as many), so bursts of machine noise fall on all of them alike.
+    warm-up of a tenth as many), so bursts of machine noise fall on all of them alike, and
+    the order rotates from round to round, so no op always comes first.
     ``prepare[name]``, when given, runs untimed before each call of that op."""
     samples: dict[str, list[float]] = {name: [] for name in ops}
     items = list(ops.items())
@@ -24,8 +25,11 @@ async def interleaved_medians(
             if name in before:
                 await before[name]()
             await op()
-    for _ in range(calls):
-        for name, op in items:
+    for turn in range(calls):
+        # Each round starts one op later: whichever runs first after another op's untimed
+        # preparation (or after the previous round) pays for it, so no op always does.
+        shift = turn % len(items)
+        for name, op in items[shift:] + items[:shift]:
             if name in before:
                 await before[name]()
             start = time.perf_counter_ns()
