@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The test command: sets up a fresh machine (virtualenv, Python packages, server binaries) and
-# runs the linters, the type checker and the whole test suite. The tests start the Redis and
-# PostgreSQL servers they need themselves (see tests/servers.py).
+# The test command: sets up a fresh machine (virtualenv, Python packages, server binaries)
+# and runs the linters, the type checker, the documentation build and the
+# whole test suite. The tests start the Redis and PostgreSQL servers they need themselves (see
+# tests/servers.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,8 +32,8 @@ if [ ! -x "$VENV/bin/python" ]; then
     "$PYTHON" -m venv "$VENV"
 fi
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[all,test]" 2>&1 | grep -v '^WARNING: Location' || true
-"$VENV/bin/python" -c "import trio_ruts, pytest_trio" # fail loudly if the install did not work
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[all,test,docs]" 2>&1 | grep -v '^WARNING: Location' || true
+"$VENV/bin/python" -c "import trio_ruts, pytest_trio, sphinx" # fail loudly if the install did not work
 
 # A Redis 7.4 (HEXPIRE) next to the system's Redis; if it cannot be had, say so: the tests then
 # skip the 7.4 kit loudly (and fail under CI=true, where it must work).
@@ -42,4 +43,7 @@ bash scripts/redis74.sh || echo "WARNING: no Redis 7.4 server for this run (see 
 echo "== ruff check";        "$VENV/bin/ruff" check .
 echo "== ruff format";       "$VENV/bin/ruff" format --check .
 echo "== mypy (strict)";     "$VENV/bin/mypy"
+# The documentation site, warnings as errors: a broken reference, a docs/*.md page missing from
+# docs/index.md, or a public name missing from the API reference fails the run.
+echo "== docs (sphinx)";     "$VENV/bin/sphinx-build" -W --keep-going -n -E -q -b html docs build/docs
 echo "== pytest";            "$VENV/bin/python" -m pytest "$@"

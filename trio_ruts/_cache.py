@@ -182,11 +182,12 @@ class HotLayer(abc.ABC):
     ) -> Settled:
         """End a change announced by :meth:`cache_mark` (``epoch`` is what it returned, or
         ``None`` when unknown). Install ``entry`` if the epoch is unchanged, this change is
-        the only one in flight and :func:`settles` allows it (``version``: the cold stamp of
+        the only one in flight and ``settles()`` allows it (``version``: the cold stamp of
         the change, ``None`` if none; ``ordered``: the mark landed before the cold call was
-        sent), else delete the affected entries; move the floor by :func:`next_floor`. If the
-        cold outcome is ``known``, take a counted change (``epoch`` given) off the in-flight
-        count; if not, count one more change in flight for ``hold`` seconds. Bumps the epoch.
+        sent), else delete the affected entries; move the floor by ``next_floor()`` (both in
+        ``trio_ruts._cache``). If the cold outcome is ``known``, take a counted change
+        (``epoch`` given) off the in-flight count; if not, count one more change in flight for
+        ``hold`` seconds. Bumps the epoch.
         """
 
     @abc.abstractmethod

@@ -87,7 +87,7 @@ def _too_deep(limit: int) -> ValueError:
 class CborSerializer:
     """CBOR via :mod:`cbor2` (the default): compact, binary-safe, keeps bytes and datetimes.
 
-    Values nested more than :data:`MAX_DEPTH` containers deep are refused with
+    Values nested more than 256 containers deep (``MAX_DEPTH``) are refused with
     ``ValueError`` before encoding.
     """
 
@@ -115,7 +115,7 @@ class CborSerializer:
 class JsonSerializer:
     """UTF-8 JSON, for data other programs read too. Only JSON types round-trip.
 
-    Values nested more than :data:`MAX_DEPTH` containers deep are refused with
+    Values nested more than 256 containers deep (``MAX_DEPTH``) are refused with
     ``ValueError`` before encoding.
     """
 

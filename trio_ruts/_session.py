@@ -600,7 +600,7 @@ class Session:
 
     async def expire(self, seconds: int) -> bool:
         """Set the session's remaining lifetime: seconds, ``-1`` persistent, ``0`` deletes;
-        never beyond the absolute cap (:attr:`Expiry.absolute`), where a session past it is
+        never beyond the absolute cap (``Expiry(absolute=...)``), where a session past it is
         gone.
 
         Returns:
@@ -672,11 +672,11 @@ class Session:
 
         Raises:
             SessionIdCollision: the new id exists already; both sessions are untouched.
-            StoreTimeout: the store did not answer within :data:`RENAME_TIMEOUT` seconds; the
+            StoreTimeout: the store did not answer within ``RENAME_TIMEOUT`` (5) seconds; the
                 session is under its old id or its new one, and the next call finds it.
 
         Cancellation: a call cancelled before it reached the store changes nothing. Once the
-        rename is sent, it runs shielded for up to :data:`RENAME_TIMEOUT` seconds so that
+        rename is sent, it runs shielded for up to ``RENAME_TIMEOUT`` (5) seconds so that
         ``s.id`` follows the data; then the call raises ``Cancelled``, and ``s.id`` is the
         new id if the store moved the session.
         """

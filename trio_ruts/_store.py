@@ -438,7 +438,7 @@ class SessionStore(abc.ABC):
 
     async def touch_get_all(self, id: SessionId, touch: Touch) -> SessionRecord | None:
         """:meth:`get_all`, extending the session as :meth:`touch_get` does;
-        :attr:`SessionRecord.touched` reports an extension.
+        ``SessionRecord.touched`` reports an extension.
 
         The default reads without extending.
         """

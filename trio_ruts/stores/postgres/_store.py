@@ -105,7 +105,7 @@ async def _on_connection(pool: Any, fn: Callable[..., Awaitable[T]], *args: Any)
     trio-asyncio turns into an asyncio cancellation) makes asyncpg send the server a cancel
     request. The connection goes back to the pool once the server confirms that the statement
     is over, so it cannot commit after the caller went on; a server that does not confirm
-    within :data:`CANCEL_GRACE` seconds (hung, or unreachable) gets the connection closed
+    within ``CANCEL_GRACE`` (0.5) seconds (hung, or unreachable) gets the connection closed
     instead, where asyncpg alone would wait for it without limit. A connection broken by an
     I/O error is closed at once. After an error the server reported, an argument asyncpg
     could not encode, or one of ours, the connection is in a known state and is reused.
@@ -145,7 +145,7 @@ class PostgresStore(SessionStore):
     before it starts sends nothing; one cancelled (or past ``timeout``) while its statement
     is in flight has the server cancel the statement, and returns once the server confirmed
     that the statement is over (it committed entirely or not at all), or after at most
-    :data:`CANCEL_GRACE` seconds with its connection closed (a hung server, which may still
+    ``CANCEL_GRACE`` (0.5) seconds with its connection closed (a hung server, which may still
     complete a statement it had begun when it resumes).
     """
 
