@@ -1,7 +1,14 @@
 """A browser page and a websocket route that reads the logged-in user from the session.
 
 Open the printed address, log in with the form (alice / wonderland), then the page's websocket
-greets you by name; messages are echoed back with your name.
+greets you by name; messages are echoed back with your name. "log out" deletes the session and
+clears its cookie.
+
+The cookie is HttpOnly and SameSite=Lax. It is not Secure, only so that this demo works over
+plain http from any address (``--host 0.0.0.0``, opened from another machine): browsers drop
+Secure cookies sent over http, except that they treat loopback (127.0.0.1, localhost) as a
+secure origin, where Chromium keeps and sends them. Behind HTTPS, keep the default
+``secure=True``.
 """
 
 from __future__ import annotations
@@ -21,10 +28,12 @@ PAGE = """<!doctype html>
 <title>trio-ruts websocket demo</title>
 <form method="post" action="/login">
   <input name="user" placeholder="user"> <input name="password" type="password">
-  <button>log in</button>
+  <button id="login">log in</button>
 </form>
+<form method="post" action="/logout"><button id="logout">log out</button></form>
 <p id="status">connecting...</p>
-<input id="msg"><button onclick="ws.send(document.getElementById('msg').value)">send</button>
+<input id="msg">
+<button id="send" onclick="ws.send(document.getElementById('msg').value)">send</button>
 <ul id="log"></ul>
 <script>
 const ws = new WebSocket(`ws://${location.host}/ws`);
@@ -51,6 +60,26 @@ async def login() -> tuple[str, int, dict[str, str]]:
     session.prepare_regenerate()
     await session.update("user", user)
     return "", 303, {"Location": "/"}
+
+
+LOGGED_OUT = """<!doctype html>
+<title>trio-ruts websocket demo</title>
+<p id="status">logged out</p>
+<p><a href="/">back to the chat</a></p>
+"""
+
+
+@app.post("/logout")
+async def logout() -> tuple[str, int, dict[str, str]]:
+    # Deleting the session clears its cookie (Max-Age=0) in this response. The chat page would
+    # open its websocket at once and start an anonymous session, so say goodbye elsewhere.
+    await session.delete()
+    return "", 303, {"Location": "/logged-out"}
+
+
+@app.get("/logged-out")
+async def logged_out() -> str:
+    return LOGGED_OUT
 
 
 @app.websocket("/ws")

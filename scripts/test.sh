@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The test command: sets up a fresh machine (virtualenv, Python packages, server binaries)
-# and runs the linters, the type checker, the documentation build and the
+# The test command: sets up a fresh machine (virtualenv, Python packages, server binaries, a
+# headless browser) and runs the linters, the type checker, the documentation build and the
 # whole test suite. The tests start the Redis and PostgreSQL servers they need themselves (see
 # tests/servers.py).
 set -euo pipefail
@@ -26,14 +26,15 @@ apt_install() {
     fi
 }
 
-apt_install redis-server:redis-server initdb:postgresql
+# Chromium and its WebDriver: tests/test_browser.py drives the chat example in a real browser.
+apt_install redis-server:redis-server initdb:postgresql chromium:chromium chromedriver:chromium-driver
 
 if [ ! -x "$VENV/bin/python" ]; then
     "$PYTHON" -m venv "$VENV"
 fi
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[all,test,docs]" 2>&1 | grep -v '^WARNING: Location' || true
-"$VENV/bin/python" -c "import trio_ruts, pytest_trio, sphinx" # fail loudly if the install did not work
+"$VENV/bin/python" -c "import trio_ruts, pytest_trio, selenium, sphinx" # fail loudly if the install did not work
 
 # A Redis 7.4 (HEXPIRE) next to the system's Redis; if it cannot be had, say so: the tests then
 # skip the 7.4 kit loudly (and fail under CI=true, where it must work).

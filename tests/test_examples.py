@@ -114,6 +114,15 @@ async def test_websocket_chat_example() -> None:
         async with open_websocket_url(ws_url) as ws:
             assert [k for k, _ in ws.handshake_headers if k == b"set-cookie"]
             assert await ws.get_message() == "hello, anonymous visitor"
+        # The page's "log out" button: the session ends, its cookie is cleared, and the old
+        # id no longer names bob.
+        logout = await http.post("/logout", headers={"cookie": cookie})
+        assert logout.status_code == 303
+        assert logout.headers["location"] == "/logged-out"
+        assert "Max-Age=0" in logout.headers["set-cookie"]
+        assert "logged out" in (await http.get(logout.headers["location"])).text
+        async with open_websocket_url(ws_url, extra_headers=[(b"cookie", cookie.encode())]) as ws:
+            assert await ws.get_message() == "hello, anonymous visitor"
 
 
 def test_worker_example() -> None:
