@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import JavascriptException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -64,6 +65,7 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[webdriver.Chro
     service = webdriver.ChromeService(executable_path=driver_binary)
     driver = webdriver.Chrome(options=options, service=service)
     try:
+        driver.set_page_load_timeout(WAIT)
         yield driver
     finally:
         driver.quit()
@@ -99,12 +101,19 @@ def chat_url() -> Iterator[str]:
 
 
 def _log(driver: webdriver.Chrome) -> list[str]:
-    return [item.text for item in driver.find_elements(By.CSS_SELECTOR, "#log li")]
+    # Read in one script, so that a page being replaced cannot leave stale elements behind.
+    lines = driver.execute_script(
+        "return Array.from(document.querySelectorAll('#log li'), li => li.textContent)"
+    )
+    return list(lines or [])
 
 
 def _wait_for_line(driver: webdriver.Chrome, line: str) -> None:
     try:
-        WebDriverWait(driver, WAIT).until(lambda d: line in _log(d))
+        # A script may run while a navigation replaces the page: try again.
+        WebDriverWait(driver, WAIT, ignored_exceptions=[JavascriptException]).until(
+            lambda d: line in _log(d)
+        )
     except Exception as exc:
         raise AssertionError(f"the page never showed {line!r}; it shows {_log(driver)}") from exc
 
