@@ -26,6 +26,7 @@ def test_root_exports() -> None:
         "SessionIdCollision",
         "SessionMap",
         "SessionStateError",
+        "SessionUsageError",
         "StoreError",
         "StoreNotOpen",
         "StoreTimeout",
@@ -44,9 +45,21 @@ def test_error_tree() -> None:
         "SessionIdCollision",
         "StoreNotOpen",
         "SessionStateError",
+        "SessionUsageError",
     ):
         assert issubclass(getattr(trio_ruts, name), trio_ruts.SessionError)
     assert issubclass(trio_ruts.StoreTimeout, trio_ruts.StoreError)
+
+
+def test_quart_exports() -> None:
+    import trio_ruts.quart
+
+    assert set(trio_ruts.quart.__all__) == {
+        "ServerSession",
+        "ServerSessionInterface",
+        "Sessions",
+        "session",
+    }
 
 
 def test_stores_exports() -> None:

@@ -8,6 +8,7 @@ from ._errors import SerializationError as SerializationError
 from ._errors import SessionError as SessionError
 from ._errors import SessionIdCollision as SessionIdCollision
 from ._errors import SessionStateError as SessionStateError
+from ._errors import SessionUsageError as SessionUsageError
 from ._errors import StoreError as StoreError
 from ._errors import StoreNotOpen as StoreNotOpen
 from ._errors import StoreTimeout as StoreTimeout
@@ -41,6 +42,7 @@ __all__ = [
     "SessionIdCollision",
     "SessionMap",
     "SessionStateError",
+    "SessionUsageError",
     "StoreError",
     "StoreNotOpen",
     "StoreTimeout",

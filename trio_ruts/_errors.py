@@ -46,3 +46,8 @@ class StoreNotOpen(SessionError, RuntimeError):
 class SessionStateError(SessionError, RuntimeError):
     """The session was used in a way its integration cannot honour (e.g. after the
     cookie could no longer be sent)."""
+
+
+class SessionUsageError(SessionError, TypeError):
+    """The session was used in a way its API does not offer (e.g. the async session proxy
+    used like a dict); the message says what to write instead."""

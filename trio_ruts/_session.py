@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
 from functools import partial
 from typing import Any, Final, TypeVar
@@ -28,6 +28,7 @@ from ._map import SessionMap, decode
 from ._serializers import CborSerializer, Serializer
 from ._store import Placement, Removal, SessionStore, Touch, Write, WriteResult
 from ._strategy import unwrap
+from ._tokens import IdHeader, as_id_header
 
 T = TypeVar("T")
 
@@ -110,7 +111,9 @@ class Session:
         "_expiry",
         "_frozen",
         "_id",
+        "_id_header",
         "_id_lock",
+        "_origin",
         "_pending",
         "_serializer",
         "_store",
@@ -148,6 +151,8 @@ class Session:
         self._cookie_ttl: int | None = None  # the store's last word on the remaining lifetime
         self._age_override: int | None = None  # set_expiration()
         self._frozen: str | None = None  # why the id may no longer change
+        self._id_header: IdHeader | None = None  # header mode: the id travels in this header
+        self._origin: SessionId | None = None  # header mode: the id the request came with
 
     @classmethod
     def from_cookie_header(
@@ -163,6 +168,40 @@ class Session:
         options = as_cookie_options(cookie)
         found = options.session_id_from_header(header)
         return cls(store, found, cookie=options, serializer=serializer, expiry=expiry)
+
+    @classmethod
+    def from_id_header(
+        cls,
+        store: SessionStore,
+        values: Iterable[str],
+        *,
+        id_header: str,
+        cookie: CookieOptions | CookieOptionsBuilder | None = None,
+        serializer: Serializer | None = None,
+        expiry: Expiry | None = None,
+    ) -> Session:
+        """The session named by a request header instead of a cookie (API clients).
+
+        Args:
+            store: the session store.
+            values: the request's values of that header.
+            id_header: the header's name, e.g. ``"X-Session-Id"``; ``"Authorization"`` reads
+                ``Bearer <id>``. Signing (``cookie.signing_keys``) applies as to cookies.
+            cookie: cookie options: ``max_age`` and ``signing_keys`` apply; no cookie is set.
+            serializer: as for :class:`Session`.
+            expiry: as for :class:`Session`.
+
+        The response then needs :meth:`response_header`: the new id in the same header when
+        the id changed, an empty value when the session ended. A malformed or badly signed
+        value reads as "no session", with no store call.
+        """
+        header = as_id_header(id_header)
+        options = as_cookie_options(cookie)
+        found = header.session_id(values, options)
+        made = cls(store, found, cookie=options, serializer=serializer, expiry=expiry)
+        made._id_header = header
+        made._origin = found
+        return made
 
     # -- state -------------------------------------------------------------------------------
 
@@ -195,7 +234,10 @@ class Session:
         return self._cookie_change
 
     def cookie_header(self) -> str | None:
-        """The ``Set-Cookie`` value the response needs, or ``None`` to leave the cookie alone."""
+        """The ``Set-Cookie`` value the response needs, or ``None`` to leave the cookie alone
+        (always ``None`` for a session whose id travels in a header)."""
+        if self._id_header is not None:
+            return None
         if self._cookie_change is CookieChange.CLEAR:
             return self._cookie.removal_header()
         if self._cookie_change is CookieChange.SET and self._id is not None:
@@ -204,6 +246,24 @@ class Session:
                 age = self._cookie_ttl if self._cookie_ttl is not None else self._cookie.max_age
             return self._cookie.set_cookie_header(self._id, age)
         return None
+
+    def response_header(self) -> tuple[str, str] | None:
+        """The ``(name, value)`` header the response needs, or ``None``: ``Set-Cookie`` as
+        :meth:`cookie_header` says; in header mode (:meth:`from_id_header`), that header with
+        the new id when the id changed (a new session, a rename) and an empty value when the
+        session ended."""
+        header = self._id_header
+        if header is None:
+            value = self.cookie_header()
+            return None if value is None else ("Set-Cookie", value)
+        current = self._id
+        if current is None:
+            if self._cookie_change is CookieChange.CLEAR and self._origin is not None:
+                return (header.name, "")
+            return None
+        if self._origin is not None and current == self._origin:
+            return None
+        return (header.name, header.value(self._cookie, current))
 
     def freeze_id(self, reason: str) -> None:
         """Forbid id changes from now on (the cookie can no longer reach the client).

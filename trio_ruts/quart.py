@@ -32,13 +32,17 @@ from quart.signals import got_request_exception
 from quart_trio import QuartTrio
 
 from ._cookies import CookieOptions, CookieOptionsBuilder, as_cookie_options
-from ._errors import SessionStateError
+from ._errors import SessionStateError, SessionUsageError
 from ._expiry import Expiry, default_expiry
+from ._quart_session import ServerSession as ServerSession
+from ._quart_session import ServerSessionInterface as ServerSessionInterface
+from ._quart_session import check_store_serving
 from ._serializers import Serializer
 from ._session import Session
 from ._store import SessionStore
+from ._tokens import as_id_header
 
-__all__ = ["Sessions", "session"]
+__all__ = ["ServerSession", "ServerSessionInterface", "Sessions", "session"]
 
 _EXTENSION: Final = "trio_ruts"
 _SESSION: Final = "_trio_ruts_session"
@@ -57,6 +61,10 @@ class Sessions:
         serializer: value serializer (default CBOR).
         expiry: session lifetimes (:class:`~trio_ruts.Expiry`); default
             ``Expiry(idle=cookie.max_age)``: a session lives while it is used.
+        id_header: read the session id from this request header instead of the cookie
+            (API clients), e.g. ``"X-Session-Id"``; ``"Authorization"`` reads
+            ``Bearer <id>``. When the id changes or the session ends, the response carries
+            the new id (empty when it ended) in the same header; no cookie is set.
     """
 
     def __init__(
@@ -67,6 +75,7 @@ class Sessions:
         cookie: CookieOptions | CookieOptionsBuilder | None = None,
         serializer: Serializer | None = None,
         expiry: Expiry | None = None,
+        id_header: str | None = None,
     ) -> None:
         if store is None:
             raise TypeError("Sessions needs a store, e.g. Sessions(app, MemoryStore())")
@@ -76,6 +85,7 @@ class Sessions:
         self.cookie = as_cookie_options(cookie)
         self.serializer = serializer
         self.expiry = default_expiry(self.cookie.max_age) if expiry is None else expiry
+        self.id_header = None if id_header is None else as_id_header(id_header).name
         self._stop = trio.Event()
         self._stopped = trio.Event()
         self._owns_store = False
@@ -134,14 +144,26 @@ class Sessions:
             raise SessionStateError(
                 "trio_ruts.quart.session is used outside a request or websocket"
             )
+        if not self.store.is_open:
+            check_store_serving(self.store)
         headers = context.request_websocket.headers
-        found = Session.from_cookie_header(
-            self.store,
-            "; ".join(headers.getlist("Cookie")),
-            cookie=self.cookie,
-            serializer=self.serializer,
-            expiry=self.expiry,
-        )
+        if self.id_header is not None:
+            found = Session.from_id_header(
+                self.store,
+                headers.getlist(self.id_header),
+                id_header=self.id_header,
+                cookie=self.cookie,
+                serializer=self.serializer,
+                expiry=self.expiry,
+            )
+        else:
+            found = Session.from_cookie_header(
+                self.store,
+                "; ".join(headers.getlist("Cookie")),
+                cookie=self.cookie,
+                serializer=self.serializer,
+                expiry=self.expiry,
+            )
         if state.get(_ACCEPTED):
             found.freeze_id(_FROZEN_REASON)
         state[_SESSION] = found
@@ -157,9 +179,9 @@ class Sessions:
             return response
         if _RAISED in state and response.status_code >= 500:
             return response  # the handler failed: do not hand out or clear cookies
-        header = found.cookie_header()
+        header = found.response_header()
         if header is not None:
-            response.headers.add("Set-Cookie", header)
+            response.headers.add(*header)
         return response
 
     async def _before_websocket(self) -> None:
@@ -169,9 +191,9 @@ class Sessions:
         async def accept_with_cookie(headers: Any, subprotocol: str | None) -> None:
             found: Session | None = g.get(_SESSION)
             if found is not None:
-                header = found.cookie_header()
+                header = found.response_header()
                 if header is not None:
-                    headers.add("Set-Cookie", header)
+                    headers.add(*header)
                 found.freeze_id(_FROZEN_REASON)
             setattr(g, _ACCEPTED, True)
             await original(headers, subprotocol)
@@ -200,6 +222,99 @@ def _current_session() -> Session:
     return extension._create(state)
 
 
+def _dict_advice(what: str) -> str:
+    return (
+        f"trio_ruts.quart.session is async and per field, not a dict: instead of {what}, "
+        f"write `await session.get('user')`, `await session.update('user', value)`, "
+        f"`await session.get('user') is not None`, `await session.pop('user')` or "
+        f"`await session.remove('user')`; for Quart's own dict session "
+        f"(`from quart import session`) on a store, install trio_ruts.quart.ServerSessionInterface"
+    )
+
+
+# Dict methods that Session does not have: point at the async API instead of a bare
+# AttributeError.
+_DICT_METHODS: Final = frozenset(
+    {"keys", "values", "items", "setdefault", "clear", "popitem", "copy", "permanent"}
+)
+_ASYNC_METHODS: Final = frozenset(
+    {
+        "get",
+        "get_all",
+        "insert",
+        "update",
+        "incr",
+        "update_if",
+        "remove",
+        "pop",
+        "delete",
+        "expire",
+        "touch",
+        "regenerate",
+    }
+)
+
+
+class _AwaitChecked:
+    """An async method of the proxied session whose result says so when it is used
+    without ``await``."""
+
+    __slots__ = ("_method", "_name")
+
+    def __init__(self, method: Callable[..., Any], name: str) -> None:
+        self._method = method
+        self._name = name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> _Unawaited:
+        return _Unawaited(self._method(*args, **kwargs), self._name)
+
+
+class _Unawaited:
+    """The coroutine of ``session.get(...)`` and friends: awaiting it works as usual; using
+    it as a value (``if session.get("user"):``, ``==``, ``[...]``, ``in``) is always a
+    missing ``await``, so it raises :class:`~trio_ruts.SessionUsageError` instead of
+    quietly being truthy."""
+
+    __slots__ = ("_coro", "_name")
+
+    def __init__(self, coro: Any, name: str) -> None:
+        self._coro = coro
+        self._name = name
+
+    def __await__(self) -> Any:
+        return self._coro.__await__()
+
+    def _misuse(self) -> SessionUsageError:
+        self._coro.close()  # never to run: no "never awaited" warning on top of this error
+        return SessionUsageError(
+            f"session.{self._name}(...) returns an awaitable, used here without await: "
+            f"write `await session.{self._name}(...)` (e.g. `await session.get('user')`)"
+        )
+
+    def __bool__(self) -> bool:
+        raise self._misuse()
+
+    def __eq__(self, other: object) -> bool:
+        raise self._misuse()
+
+    def __ne__(self, other: object) -> bool:
+        raise self._misuse()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __getitem__(self, key: Any) -> Any:
+        raise self._misuse()
+
+    def __contains__(self, item: object) -> bool:
+        raise self._misuse()
+
+    def __iter__(self) -> Any:
+        raise self._misuse()
+
+    def __repr__(self) -> str:
+        return f"<unawaited session.{self._name}(): use await>"
+
+
 class _SessionProxy:
     """Forwards attribute access to the current request's :class:`~trio_ruts.Session`
     (a lighter context-local proxy than werkzeug's: one lookup per access)."""
@@ -207,7 +322,33 @@ class _SessionProxy:
     __slots__ = ()
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(_current_session(), name)
+        try:
+            found = getattr(_current_session(), name)
+        except AttributeError:
+            if name in _DICT_METHODS:
+                raise AttributeError(_dict_advice(f"session.{name}")) from None
+            raise
+        if name in _ASYNC_METHODS:
+            return _AwaitChecked(found, name)
+        return found
+
+    def __getitem__(self, field: str) -> Any:
+        raise SessionUsageError(_dict_advice(f"session[{field!r}]"))
+
+    def __setitem__(self, field: str, value: Any) -> None:
+        raise SessionUsageError(_dict_advice(f"session[{field!r}] = ..."))
+
+    def __delitem__(self, field: str) -> None:
+        raise SessionUsageError(_dict_advice(f"del session[{field!r}]"))
+
+    def __contains__(self, field: object) -> bool:
+        raise SessionUsageError(_dict_advice(f"{field!r} in session"))
+
+    def __iter__(self) -> Any:
+        raise SessionUsageError(_dict_advice("iterating over session"))
+
+    def __len__(self) -> int:
+        raise SessionUsageError(_dict_advice("len(session)"))
 
     def __repr__(self) -> str:
         return "<trio_ruts.quart.session proxy>"

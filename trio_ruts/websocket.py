@@ -44,13 +44,28 @@ def session_for(
     cookie: CookieOptions | CookieOptionsBuilder | None = None,
     serializer: Serializer | None = None,
     expiry: Expiry | None = None,
+    id_header: str | None = None,
 ) -> Session:
     """The :class:`~trio_ruts.Session` named by the handshake's ``Cookie`` header(s).
 
     No I/O happens here; a malformed or forged cookie gives a session without an id.
     ``expiry`` as for :class:`~trio_ruts.Session` (default ``Expiry(idle=cookie.max_age)``);
     a long connection that reads nothing keeps its session with ``await session.touch()``.
+    ``id_header`` (e.g. ``"X-Session-Id"``, or ``"Authorization"`` for ``Bearer <id>``)
+    reads the id from that handshake header instead of the cookie; :func:`handshake_headers`
+    then returns the new id in the same header when it changed, and no cookie.
     """
+    if id_header is not None:
+        wanted = id_header.lower().encode("latin-1")
+        found = [v.decode("latin-1") for k, v in request.headers if k.lower() == wanted]
+        return Session.from_id_header(
+            store,
+            found,
+            id_header=id_header,
+            cookie=cookie,
+            serializer=serializer,
+            expiry=expiry,
+        )
     values = [v.decode("latin-1") for k, v in request.headers if k.lower() == b"cookie"]
     return Session.from_cookie_header(
         store, "; ".join(values), cookie=cookie, serializer=serializer, expiry=expiry
@@ -59,9 +74,13 @@ def session_for(
 
 def handshake_headers(session: Session) -> list[tuple[bytes, bytes]]:
     """The headers to pass as ``request.accept(extra_headers=...)``: a ``Set-Cookie`` when the
-    session changed during the handshake, else nothing."""
-    header = session.cookie_header()
-    return [] if header is None else [(b"set-cookie", header.encode("latin-1"))]
+    session changed during the handshake (in header mode, the id header when the id
+    changed), else nothing."""
+    header = session.response_header()
+    if header is None:
+        return []
+    name, value = header
+    return [(name.lower().encode("latin-1"), value.encode("latin-1"))]
 
 
 async def accept(
