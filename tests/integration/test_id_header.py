@@ -12,7 +12,7 @@ from quart_trio import QuartTrio
 from quart_trio.testing import TrioClient
 from trio_websocket import WebSocketRequest, open_websocket_url, serve_websocket
 
-from trio_ruts import CookieOptions, MemoryStore, SessionId
+from trio_ruts import CookieOptions, MemoryStore, Session, SessionId
 from trio_ruts.quart import ServerSessionInterface, Sessions, session
 from trio_ruts.websocket import accept, session_for
 
@@ -161,6 +161,19 @@ async def test_unknown_header_id_is_not_adopted(app_maker: AppMaker) -> None:
         issued = response.headers["X-Session-Id"]
         assert issued
         assert issued != planted
+
+
+async def test_session_in_header_mode_never_makes_a_cookie() -> None:
+    async with MemoryStore() as store:
+        found = Session.from_id_header(store, [], id_header="X-Session-Id", cookie=COOKIE)
+        await found.update("user", "alice")
+        assert found.cookie_header() is None
+        name, value = found.response_header() or ("", "")
+        assert name == "X-Session-Id"
+        assert COOKIE.decode(value) == found.id
+        cookie_mode = Session(store, cookie=COOKIE)
+        await cookie_mode.update("user", "bob")
+        assert (cookie_mode.response_header() or ("", ""))[0] == "Set-Cookie"
 
 
 def test_id_header_names_are_checked() -> None:

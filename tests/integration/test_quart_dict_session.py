@@ -43,6 +43,10 @@ def make_app(store: SessionStore, **options: object) -> QuartTrio:
         session[dst] = session[src]
         return "ok"
 
+    @app.get("/peek-cart")
+    async def peek_cart() -> str:
+        return repr(session["cart"])  # a mutable value, read and left alone
+
     @app.get("/all")
     async def everything() -> str:
         return repr(sorted(session.items()))
@@ -170,6 +174,10 @@ async def test_lazy_load_is_one_get_all_and_none_when_untouched() -> None:
         store.calls.clear()
         await client.get("/set/other/x", headers=jar)
         assert store.calls == {"write": 1}  # assigning needs no load
+        await client.get("/append/book", headers=jar)
+        store.calls.clear()
+        assert await text(await client.get("/peek-cart", headers=jar)) == "['book']"
+        assert store.calls == {"get_all": 1}  # read, unchanged: not written back
 
 
 async def test_only_changed_keys_are_written(client: TrioClient, store: SessionStore) -> None:
