@@ -154,3 +154,16 @@ async def test_trio_websocket_example() -> None:
             await ws.send_message("ping")
             assert await ws.get_message() == "echo: ping"
         nursery.cancel_scope.cancel()
+
+
+def test_the_testing_guide_example_passes() -> None:
+    """examples/test_login_example.py, the testing guide's example, run as a user would."""
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_login_example.py"],
+        cwd=EXAMPLES,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert re.search(r"\b5 passed\b", done.stdout), done.stdout
