@@ -47,6 +47,11 @@ def make_app(store: SessionStore, **options: object) -> QuartTrio:
     async def peek_cart() -> str:
         return repr(session["cart"])  # a mutable value, read and left alone
 
+    @app.get("/boom")
+    async def boom() -> str:
+        session["half"] = "done"
+        raise RuntimeError("handler failed")
+
     @app.get("/all")
     async def everything() -> str:
         return repr(sorted(session.items()))
@@ -229,6 +234,12 @@ async def test_clear_ends_the_session_with_a_removal_cookie(client: TrioClient) 
     jar = jar_of(await client.get("/set/user/bob"))
     last = await client.get("/del/user", headers=jar)
     assert last.headers["Set-Cookie"].startswith("sid=; Max-Age=0;")
+
+
+async def test_a_failing_handler_saves_its_changes_as_quart_does(client: TrioClient) -> None:
+    jar = jar_of(await client.get("/set/user/alice"))
+    assert (await client.get("/boom", headers=jar)).status_code == 500
+    assert await text(await client.get("/get/half", headers=jar)) == "'done'"
 
 
 async def test_unknown_id_is_not_adopted(client: TrioClient) -> None:
