@@ -105,6 +105,7 @@ def make_app(store: SessionStore, **options: object) -> QuartTrio:
     async def ws() -> None:
         await websocket.accept()
         await websocket.send(repr(session.get("user")))
+        session["seen"] = "yes"  # saved when the websocket ends, if a session exists
 
     return app
 
@@ -268,6 +269,42 @@ async def test_websocket_reads_the_dict(app: QuartTrio, client: TrioClient) -> N
     jar = jar_of(await client.get("/set/user/alice"))
     async with client.websocket("/ws", headers=jar) as ws:
         assert await ws.receive() == "'alice'"
+
+
+async def test_websocket_changes_reach_an_existing_session_only(
+    app: QuartTrio, client: TrioClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    jar = jar_of(await client.get("/set/user/alice"))
+    async with client.websocket("/ws", headers=jar) as ws:
+        assert await ws.receive() == "'alice'"
+    await trio.sleep(0.1)  # the route's end (and the save) runs after the last message
+    assert await text(await client.get("/get/seen", headers=jar)) == "'yes'"
+    async with client.websocket("/ws") as ws:  # no session: a new one would need a cookie
+        assert await ws.receive() == "None"
+    await trio.sleep(0.1)
+    assert "changed in a websocket route" in caplog.text
+
+
+async def test_plain_assignment_opens_and_closes_the_store() -> None:
+    store = CountingStore()
+    app = QuartTrio("trio-ruts-plain-assignment")
+    app.session_interface = ServerSessionInterface(store, cookie=COOKIE)  # type: ignore[assignment]
+
+    @app.get("/count")
+    async def count() -> str:
+        session["n"] = session.get("n", 0) + 1
+        return str(session["n"])
+
+    async with app.test_app():
+        assert not store.is_open  # opened by the first request, in the app's nursery
+        client = app.test_client(use_cookies=False)
+        first = await client.get("/count")
+        assert await text(first) == "1"
+        assert store.is_open
+        assert await text(await client.get("/count", headers=jar_of(first))) == "2"
+    assert not store.is_open  # closed at shutdown
+    with pytest.raises(trio.ClosedResourceError):
+        await store.get_all(SessionId.generate())
 
 
 async def test_touching_read_sends_a_rolling_cookie() -> None:
