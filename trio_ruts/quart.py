@@ -332,6 +332,9 @@ class _SessionProxy:
             return _AwaitChecked(found, name)
         return found
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise SessionUsageError(_dict_advice(f"session.{name} = ..."))
+
     def __getitem__(self, field: str) -> Any:
         raise SessionUsageError(_dict_advice(f"session[{field!r}]"))
 

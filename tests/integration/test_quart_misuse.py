@@ -24,11 +24,15 @@ def misuses() -> dict[str, Callable[[], object]]:
     def del_item() -> None:
         del s["user"]
 
+    def set_permanent() -> None:
+        s.permanent = True
+
     return {
         "getitem": lambda: s["user"],
         "contains": lambda: "user" in s,
         "setitem": set_item,
         "delitem": del_item,
+        "setattr": set_permanent,
         "len": lambda: len(s),
         "iter": lambda: list(s),
         "if-get": lambda: bool(s.get("user")),
