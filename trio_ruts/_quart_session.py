@@ -1,6 +1,6 @@
 """Quart's own ``session`` (a dict) kept field by field in a trio-ruts store.
 
-Imported through :mod:`trio_ruts.quart`; see docs/quart.md ("Quart's dict session").
+Imported through :mod:`trio_ruts.quart`; see docs/quart.md ("Quart's dict session on a store").
 """
 
 from __future__ import annotations
@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Final
 
-import greenback
 import trio
 from quart.sessions import SessionInterface, SessionMixin
 
@@ -29,6 +28,18 @@ _UNDECODED: Final = object()
 # Values that cannot be changed in place: a read of one is never written back.
 _IMMUTABLE: Final = frozenset({str, int, float, bool, bytes, type(None)})
 _WEBSOCKET_REASON: Final = "the websocket ended; its handshake response is long gone"
+
+
+def _greenback() -> Any:
+    # Imported on use: only ServerSessionInterface needs it, not the rest of trio_ruts.quart.
+    try:
+        import greenback
+    except ImportError:
+        raise ImportError(
+            "ServerSessionInterface needs the greenback package: "
+            'pip install "trio-ruts[quart]" (or pip install greenback)'
+        ) from None
+    return greenback
 
 
 def check_store_serving(store: SessionStore) -> None:
@@ -91,12 +102,12 @@ class ServerSession(SessionMixin):
         self.accessed = True
         if self._loaded:
             return
-        if not greenback.has_portal():
+        if not _greenback().has_portal():
             raise SessionStateError(
                 "Quart's session was first used in a task other than the request's own: "
                 "read it once in the request handler before starting other tasks"
             )
-        found = greenback.await_(self._session.get_all())
+        found = _greenback().await_(self._session.get_all())
         self._loaded = True
         self._map = found
         if found is not None:
@@ -259,6 +270,7 @@ class ServerSessionInterface(SessionInterface):
     ) -> None:
         if not isinstance(store, SessionStore):
             raise TypeError(f"store must be a SessionStore, not {type(store).__name__}")
+        _greenback()  # missing: say so now, not at the first request
         if expiry is not None and not isinstance(expiry, Expiry):
             raise TypeError(f"expiry must be an Expiry or None, not {type(expiry).__name__}")
         self.store = store
@@ -353,7 +365,7 @@ class ServerSessionInterface(SessionInterface):
         if found.id is not None and unusable is None:
             # The first use of the dict loads it from synchronous code (session["user"]):
             # greenback lets that code await the store in this task.
-            await greenback.ensure_portal()
+            await _greenback().ensure_portal()
         return ServerSession(found, self.serializer, unusable)
 
     async def save_session(self, app: Quart, session: SessionMixin, response: Any) -> None:

@@ -3,6 +3,7 @@ client, over the memory store and a real Redis."""
 
 from __future__ import annotations
 
+import sys
 import uuid
 from collections.abc import AsyncIterator
 
@@ -105,7 +106,8 @@ def make_app(store: SessionStore, **options: object) -> QuartTrio:
     async def ws() -> None:
         await websocket.accept()
         await websocket.send(repr(session.get("user")))
-        session["seen"] = "yes"  # saved when the websocket ends, if a session exists
+        session["seen"] = "yes"  # saved when the route returns, if a session exists
+        await websocket.receive()  # return while the client is still connected
 
     return app
 
@@ -269,20 +271,27 @@ async def test_websocket_reads_the_dict(app: QuartTrio, client: TrioClient) -> N
     jar = jar_of(await client.get("/set/user/alice"))
     async with client.websocket("/ws", headers=jar) as ws:
         assert await ws.receive() == "'alice'"
+        await ws.send("bye")
 
 
 async def test_websocket_changes_reach_an_existing_session_only(
     app: QuartTrio, client: TrioClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     jar = jar_of(await client.get("/set/user/alice"))
+    # The save runs after the route returns, and a client that disconnects first cancels
+    # it: stay connected until it happened.
     async with client.websocket("/ws", headers=jar) as ws:
         assert await ws.receive() == "'alice'"
-    await trio.sleep(0.1)  # the route's end (and the save) runs after the last message
-    assert await text(await client.get("/get/seen", headers=jar)) == "'yes'"
+        await ws.send("bye")
+        with trio.fail_after(10):
+            while await text(await client.get("/get/seen", headers=jar)) != "'yes'":
+                await trio.sleep(0.02)
     async with client.websocket("/ws") as ws:  # no session: a new one would need a cookie
         assert await ws.receive() == "None"
-    await trio.sleep(0.1)
-    assert "changed in a websocket route" in caplog.text
+        await ws.send("bye")
+        with trio.fail_after(10):
+            while "changed in a websocket route" not in caplog.text:
+                await trio.sleep(0.02)
 
 
 async def test_plain_assignment_opens_and_closes_the_store() -> None:
@@ -337,6 +346,12 @@ async def test_plain_test_client_says_to_use_test_app() -> None:
     assert isinstance(error, StoreNotOpen)
     assert "async with app.test_app()" in str(error)
     assert "use `async with store:` around its use" not in str(error)
+
+
+def test_without_greenback_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "greenback", None)  # as if it were not installed
+    with pytest.raises(ImportError, match=r"trio-ruts\[quart\]"):
+        ServerSessionInterface(CountingStore())
 
 
 def test_bad_arguments_are_refused() -> None:
