@@ -74,12 +74,9 @@ class ServerSession(SessionMixin):
     login).
     """
 
-    def __init__(
-        self, session: Session, serializer: Serializer, unusable: StoreNotOpen | None = None
-    ) -> None:
+    def __init__(self, session: Session, unusable: StoreNotOpen | None = None) -> None:
         self._session = session
         self._unusable = unusable  # the store could not be opened: raise on first use
-        self._serializer = serializer
         self._map: SessionMap | None = None
         self._data: dict[str, Any] = {}  # loaded and assigned keys (values decoded lazily)
         self._loaded = session.id is None  # nothing to load without an id
@@ -366,7 +363,7 @@ class ServerSessionInterface(SessionInterface):
             # The first use of the dict loads it from synchronous code (session["user"]):
             # greenback lets that code await the store in this task.
             await _greenback().ensure_portal()
-        return ServerSession(found, self.serializer, unusable)
+        return ServerSession(found, unusable)
 
     async def save_session(self, app: Quart, session: SessionMixin, response: Any) -> None:
         if not isinstance(session, ServerSession) or session._unusable is not None:
