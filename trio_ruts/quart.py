@@ -22,6 +22,7 @@ app starts is used as it is and left open.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, cast
 
@@ -237,22 +238,16 @@ def _dict_advice(what: str) -> str:
 _DICT_METHODS: Final = frozenset(
     {"keys", "values", "items", "setdefault", "clear", "popitem", "copy", "permanent"}
 )
-_ASYNC_METHODS: Final = frozenset(
-    {
-        "get",
-        "get_all",
-        "insert",
-        "update",
-        "incr",
-        "update_if",
-        "remove",
-        "pop",
-        "delete",
-        "expire",
-        "touch",
-        "regenerate",
-    }
-)
+# Which Session attributes are coroutine functions, learned on first use of each name (so
+# methods added to Session later are covered too).
+_IS_ASYNC: dict[str, bool] = {}
+
+
+def _is_async(name: str) -> bool:
+    found = _IS_ASYNC.get(name)
+    if found is None:
+        found = _IS_ASYNC[name] = inspect.iscoroutinefunction(getattr(Session, name, None))
+    return found
 
 
 class _AwaitChecked:
@@ -328,7 +323,7 @@ class _SessionProxy:
             if name in _DICT_METHODS:
                 raise AttributeError(_dict_advice(f"session.{name}")) from None
             raise
-        if name in _ASYNC_METHODS:
+        if _is_async(name):
             return _AwaitChecked(found, name)
         return found
 
