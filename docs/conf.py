@@ -63,7 +63,7 @@ napoleon_attr_annotations = True
 # all checked.
 nitpicky = True
 nitpick_ignore_regex = [
-    (r"py:.*", r"(trio|trio_websocket|quart|quart_trio|hypercorn|werkzeug)(\..*)?"),
+    (r"py:.*", r"(trio|trio_websocket|quart|quart_trio|hypercorn|werkzeug|flask|greenback)(\..*)?"),
     (r"py:.*", r"(redis|hiredis|asyncpg|trio_asyncio|cbor2|cryptography)(\..*)?"),
     # The standard library.
     (r"py:.*", rf"({'|'.join(sorted(sys.stdlib_module_names))})(\..*)?"),

@@ -333,6 +333,8 @@ class ServerSessionInterface(SessionInterface):
     # -- Quart's interface ---------------------------------------------------------------------
 
     async def open_session(self, app: Quart, request: BaseRequestWebsocket) -> ServerSession:
+        """Quart's hook before the handler: the request's session, not loaded yet (the
+        first access loads it with one ``get_all``)."""
         unusable = None
         if not self.store.is_open:
             try:
@@ -366,6 +368,8 @@ class ServerSessionInterface(SessionInterface):
         return ServerSession(found, unusable)
 
     async def save_session(self, app: Quart, session: SessionMixin, response: Any) -> None:
+        """Quart's hook after the handler: writes the keys that changed, field by field,
+        and sets or clears the cookie (or the id header)."""
         if not isinstance(session, ServerSession) or session._unusable is not None:
             return
         if response is None:  # after a websocket: no response to carry a new cookie
