@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import math
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from functools import partial
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 from urllib.parse import urlsplit
 
-import asyncpg
 import trio
-
-# One of the errors asyncpg raises itself for an argument it cannot encode (the statement does
-# not run); the other is an ``asyncpg.DataError`` (a PostgresError) without a severity.
-from asyncpg.exceptions._base import DataError as ArgumentError
 
 from ..._errors import SessionError, SessionIdCollision, StoreError, StoreTimeout
 from ..._ids import SessionId
@@ -34,6 +28,7 @@ from ..._store import (
     WriteResult,
 )
 from .._asyncio import bridge, current_loop_or_fail, open_private_loop
+from .._extras import require
 from ._schema import (
     BARE,
     COLLISION_STATE,
@@ -56,6 +51,30 @@ DEFAULT_TIMEOUT: Final = 5.0
 CANCEL_GRACE: Final = 0.5
 #: How long a cancelled or failed call may spend asking the pool to replace its connections.
 _REPLACE_TIMEOUT: Final = 5.0
+
+
+if TYPE_CHECKING:
+    import asyncio
+
+    import asyncpg
+
+    # One of the errors asyncpg raises itself for an argument it cannot encode (the statement
+    # does not run); the other is an ``asyncpg.DataError`` (a PostgresError) without a severity.
+    from asyncpg.exceptions._base import DataError as ArgumentError
+
+
+def _import_driver() -> None:
+    """Bind ``asyncpg``, ``asyncio`` and ``ArgumentError`` in this module when the first store
+    is built: importing :class:`PostgresStore` loads no driver (SPEC section 1), and only code
+    that runs for a built store uses these names."""
+    if "asyncpg" in globals():
+        return
+    driver, _ = require("PostgresStore", "postgres", "asyncpg", "trio_asyncio")
+    import asyncio as aio
+
+    from asyncpg.exceptions._base import DataError
+
+    globals().update(asyncio=aio, ArgumentError=DataError, asyncpg=driver)
 
 
 def _describe(dsn: str | None) -> str:
@@ -163,6 +182,7 @@ class PostgresStore(SessionStore):
         connect_timeout: float = 10.0,
         timeout: float | None = DEFAULT_TIMEOUT,
     ) -> None:
+        _import_driver()
         self._names = Names(schema, table)  # validates both, naming what the caller gave
         if sweep_interval is not None and not sweep_interval > 0:
             raise ValueError("sweep_interval must be positive, or None for no background sweep")

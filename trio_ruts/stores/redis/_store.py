@@ -24,12 +24,11 @@ from ..._store import (
     Write,
     WriteResult,
 )
+from .._extras import require
 from . import _scripts as scripts
 from ._transport import (
     Arg,
-    NativeFactory,
     NotOpen,
-    Options,
     ReplyError,
     Transport,
     TransportFactory,
@@ -93,6 +92,9 @@ class RedisStore(SessionStore, HotLayer):
                 ``StoreTimeout`` and its connection is dropped. ``None``: no limit but the
                 caller's own deadlines.
         """
+        require("RedisStore", "redis", "hiredis")
+        from ._transport import NativeFactory, Options
+
         endpoint = parse_url(url, ssl_context)
         options = Options(pool_size, connect_timeout, timeout)
         detect = None if endpoint.unix_path is None else False  # no cluster over unix sockets
@@ -116,6 +118,9 @@ class RedisStore(SessionStore, HotLayer):
     ) -> RedisStore:
         """A store on a Redis Cluster, given one or more seed node URLs; the options are
         :meth:`from_url`'s, per node."""
+        require("RedisStore", "redis", "hiredis")
+        from ._transport import NativeFactory, Options
+
         seeds = [parse_url(u, ssl_context) for u in urls]
         return cls(
             NativeFactory(seeds, Options(pool_size, connect_timeout, timeout), cluster=True),
@@ -141,6 +146,7 @@ class RedisStore(SessionStore, HotLayer):
             timeout: seconds a command may take; past it the call raises ``StoreTimeout``
                 (redis-py drops the connection). ``None``: no limit but the caller's own.
         """
+        require("RedisStore.from_client", "redis-py", "redis", "trio_asyncio")
         from ._redispy import RedisPyFactory
 
         factory = RedisPyFactory(client, timeout)

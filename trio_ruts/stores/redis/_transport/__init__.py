@@ -2,6 +2,7 @@
 
 * ``_base``: commands, error replies, the ``Transport`` and ``TransportFactory`` protocols;
 * ``_endpoint``: where a server is (URL parsing);
+* ``_resp``: RESP encoding (hiredis);
 * ``_connection``: one pipelined connection over a trio stream (the only module that knows
   about sockets);
 * ``_pool``: the connections to one server, the boundary where errors are translated;
@@ -13,17 +14,33 @@ The redis-py bridge (``.._redispy``) is a third transport, kept apart because it
 ``redis`` package.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ._base import Arg as Arg
+from ._base import NotOpen as NotOpen
 from ._base import ReplyError as ReplyError
 from ._base import Transport as Transport
 from ._base import TransportFactory as TransportFactory
-from ._base import pack as pack
-from ._cluster import key_slot as key_slot
 from ._endpoint import Endpoint as Endpoint
 from ._endpoint import parse_url as parse_url
-from ._factory import NativeFactory as NativeFactory
-from ._factory import NotOpen as NotOpen
-from ._pool import Options as Options
+
+if TYPE_CHECKING:
+    from ._cluster import key_slot as key_slot
+    from ._factory import NativeFactory as NativeFactory
+    from ._pool import Options as Options
+    from ._resp import pack as pack
+
+# The native transport needs hiredis: its names load on first use (RedisStore.from_url), so
+# that importing RedisStore, or using the redis-py bridge, loads no hiredis.
+_LAZY: dict[str, str] = {
+    "NativeFactory": "._factory",
+    "Options": "._pool",
+    "key_slot": "._cluster",
+    "pack": "._resp",
+}
 
 __all__ = [
     "Arg",
@@ -38,3 +55,12 @@ __all__ = [
     "pack",
     "parse_url",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value

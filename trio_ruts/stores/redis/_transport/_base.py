@@ -4,18 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
-import hiredis
 import trio
 
+from ...._errors import StoreNotOpen
+
 Arg = bytes | str | int | float
-
-
-def pack(args: Sequence[Arg]) -> bytes:
-    """Encode one command in RESP (hiredis does the work)."""
-    packed: bytes = hiredis.pack_command(tuple(args))  # type: ignore[arg-type]  # stub: 1-tuples
-    return packed
 
 
 class ReplyError(Exception):
@@ -59,3 +54,22 @@ class TransportFactory(Protocol):
         on ``stack``; background tasks (connection readers) run in the store's ``nursery``.
         If opening fails, whatever was opened is released before the error propagates."""
         ...
+
+
+class NotOpen:
+    """The transport of a store that has not opened yet: it names the server(s), and refuses
+    commands."""
+
+    def __init__(self, factory: object) -> None:
+        self._factory = factory
+
+    def __str__(self) -> str:
+        return str(self._factory)
+
+    async def execute(
+        self, key: bytes | None, args: Sequence[Arg], *, idempotent: bool
+    ) -> NoReturn:
+        raise StoreNotOpen("RedisStore is not open: use `async with store:` around its use")
+
+    async def aclose(self) -> Any:
+        await trio.lowlevel.checkpoint()

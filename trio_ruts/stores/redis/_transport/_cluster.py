@@ -9,9 +9,10 @@ from typing import Any, Final
 import trio
 
 from ...._errors import StoreError
-from ._base import Arg, ReplyError, pack
+from ._base import Arg, ReplyError
 from ._endpoint import Endpoint
 from ._pool import Options, Pool
+from ._resp import pack
 
 SLOTS: Final = 16384
 _MAX_REDIRECTS: Final = 5

@@ -40,9 +40,10 @@ import outcome
 import trio
 from trio.lowlevel import Abort, RaiseCancelT, Task
 
-from ._base import Arg, ReplyError, pack
+from ._base import Arg, ReplyError
 from ._endpoint import Endpoint
 from ._errors import Deadline, Lost, SetupRefused
+from ._resp import pack
 
 _MORE: Final = object()  # hiredis: "not enough data yet"
 _RECEIVE: Final = 65536

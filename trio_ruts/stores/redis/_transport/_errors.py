@@ -3,7 +3,7 @@
 Inside the transport, failures travel as the driver raised them (``OSError``, trio's stream
 errors, ``hiredis.ProtocolError``, ...) or as the few internal exceptions below. The pool, the
 boundary every command crosses, hands them to :func:`reraise`, which looks them up in
-:data:`NATIVE` and raises :class:`~trio_ruts.StoreError` or :class:`~trio_ruts.StoreTimeout`
+:func:`native_table` and raises :class:`~trio_ruts.StoreError` or :class:`~trio_ruts.StoreTimeout`
 chained to the driver's error (as httpcore's ``map_exceptions`` does). The redis-py bridge
 has a table of its own for redis-py's exceptions and uses the same :func:`reraise`.
 """
@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Sequence
-from typing import Final, NoReturn
+from functools import cache
+from typing import NoReturn
 
-import hiredis
 import trio
 
 from ...._errors import StoreError, StoreTimeout
@@ -55,27 +55,33 @@ class Lost(Exception):
         return not isinstance(self.cause, Deadline) and (idempotent or not self.sent)
 
 
-#: The native transport's table: the first row whose type matches wins.
-NATIVE: Final[Table] = (
-    (Deadline, StoreTimeout, "{where} did not answer within {exc}"),
-    (SetupRefused, StoreError, "{where} refused the connection setup: {exc}"),
-    (hiredis.ProtocolError, StoreError, "{where} broke the RESP protocol ({exc})"),
-    (ssl.SSLError, StoreError, "{where}: TLS failed ({exc})"),
-    (trio.BrokenResourceError, StoreError, "{where}: the connection broke ({exc})"),
-    (trio.ClosedResourceError, StoreError, "{where}: the connection was closed ({exc})"),
-    (OSError, StoreError, "{where} is unreachable: {exc}"),
-)
+@cache
+def native_table() -> Table:
+    """The native transport's table: the first row whose type matches wins. Built on first use,
+    so that the redis-py bridge and ``import RedisStore`` need no hiredis."""
+    import hiredis
+
+    return (
+        (Deadline, StoreTimeout, "{where} did not answer within {exc}"),
+        (SetupRefused, StoreError, "{where} refused the connection setup: {exc}"),
+        (hiredis.ProtocolError, StoreError, "{where} broke the RESP protocol ({exc})"),
+        (ssl.SSLError, StoreError, "{where}: TLS failed ({exc})"),
+        (trio.BrokenResourceError, StoreError, "{where}: the connection broke ({exc})"),
+        (trio.ClosedResourceError, StoreError, "{where}: the connection was closed ({exc})"),
+        (OSError, StoreError, "{where} is unreachable: {exc}"),
+    )
 
 
-def reraise(exc: BaseException, where: object, table: Table = NATIVE) -> NoReturn:
-    """Raise what callers see for ``exc``, chained to the driver's error.
+def reraise(exc: BaseException, where: object, table: Table | None = None) -> NoReturn:
+    """Raise what callers see for ``exc``, chained to the driver's error, after ``table``
+    (default: :func:`native_table`).
 
     An exception no row matches propagates unchanged (it is a bug, not a server's failure),
     unless it broke a connection under a caller (:class:`Lost`): that caller still gets a
     :class:`StoreError`, whatever the cause.
     """
     cause = exc.cause if isinstance(exc, Lost) else exc
-    for kind, error, message in table:
+    for kind, error, message in native_table() if table is None else table:
         if isinstance(cause, kind):
             raise error(message.format(where=where, exc=_describe(cause))) from cause
     if isinstance(exc, Lost):

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
-from typing import Any, NoReturn
 
 import trio
 
-from ...._errors import StoreNotOpen
-from ._base import Arg, Transport
+from ._base import Transport
 from ._cluster import Cluster
 from ._endpoint import Endpoint
 from ._pool import Options
@@ -72,22 +70,3 @@ async def _open_cluster(
         cluster.close()
         raise
     return cluster
-
-
-class NotOpen:
-    """The transport of a store that has not opened yet: it names the server(s), and refuses
-    commands."""
-
-    def __init__(self, factory: object) -> None:
-        self._factory = factory
-
-    def __str__(self) -> str:
-        return str(self._factory)
-
-    async def execute(
-        self, key: bytes | None, args: Sequence[Arg], *, idempotent: bool
-    ) -> NoReturn:
-        raise StoreNotOpen("RedisStore is not open: use `async with store:` around its use")
-
-    async def aclose(self) -> Any:
-        await trio.lowlevel.checkpoint()

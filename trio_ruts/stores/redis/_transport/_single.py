@@ -7,9 +7,10 @@ from typing import Any
 
 import trio
 
-from ._base import Arg, pack
+from ._base import Arg
 from ._endpoint import Endpoint
 from ._pool import Options, Pool
+from ._resp import pack
 
 
 class SingleNode:
