@@ -1,11 +1,18 @@
 from __future__ import annotations
 
+import dataclasses
+import pickle
+from types import SimpleNamespace
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from quart_trio import QuartTrio
 
-from trio_ruts import CookieOptions, SessionId
+from trio_ruts import CookieOptions, MemoryStore, Session, SessionId
 from trio_ruts._cookies import MAX_COOKIE_AGE, CookieOptionsBuilder
+from trio_ruts.quart import Sessions
+from trio_ruts.websocket import session_for
 
 SID = SessionId.generate()
 
@@ -147,3 +154,55 @@ def test_hostile_values_read_as_no_session(value: str) -> None:
         assert got is None or options.encode(got) == value
         header_got = options.session_id_from_header(f"id={value}")
         assert header_got is None or isinstance(header_got, SessionId)
+
+
+def test_each_builder_step_is_frozen_cookie_options() -> None:
+    """Issue 20: ``opts: CookieOptions = CookieOptions.build().name("s").max_age(10)``."""
+    start = CookieOptions.build()
+    named = start.name("s")
+    opts: CookieOptions = named.max_age(10)
+    for step in (start, named, opts):
+        assert isinstance(step, CookieOptions)
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            step.path = "/x"  # type: ignore[misc]
+    # Each step is new: the earlier ones are unchanged.
+    assert start == CookieOptions()
+    assert named == CookieOptions(name="s")
+    assert opts == CookieOptions(name="s", max_age=10) == opts
+    assert hash(opts) == hash(CookieOptions(name="s", max_age=10))
+    assert opts.finish() == CookieOptions(name="s", max_age=10)
+    assert type(opts.finish()) is CookieOptions
+    assert opts.finish().max_age == 10
+    plain = CookieOptions(name="s")
+    assert plain.finish() is plain
+    assert CookieOptionsBuilder(plain).max_age(10) == opts
+    assert pickle.loads(pickle.dumps(opts)) == opts
+    assert "max_age=10" in repr(opts)
+    # A step validates at once.
+    with pytest.raises(ValueError, match="requires secure=True"):
+        CookieOptions.build().same_site("none").secure(False)
+    # A builder works as the options it holds.
+    assert opts.set_cookie_header(SID, 10) == opts.finish().set_cookie_header(SID, 10)
+    assert opts.session_id_from_header(f"s={SID}") == SID
+    assert opts.removal_header() == opts.finish().removal_header()
+
+
+async def test_a_builder_is_accepted_as_cookie_everywhere() -> None:
+    opts: CookieOptions = CookieOptions.build().name("s").max_age(10).secure(False)
+    async with MemoryStore() as store:
+        session = Session(store, cookie=opts)
+        await session.update("user", "alice")
+        header = session.cookie_header()
+        assert header is not None
+        assert header.startswith(f"s={session.id}; Max-Age=10; Path=/;")
+        assert "Secure" not in header
+        again = Session.from_cookie_header(store, f"s={session.id}", cookie=opts)
+        assert await again.get("user") == "alice"
+
+        request = SimpleNamespace(headers=[(b"cookie", f"s={session.id}".encode())])
+        assert await session_for(request, store, cookie=opts).get("user") == "alice"  # type: ignore[arg-type]
+
+    app = QuartTrio(__name__)
+    assert Sessions(app, MemoryStore(), cookie=opts).cookie == CookieOptions(
+        name="s", max_age=10, secure=False
+    )

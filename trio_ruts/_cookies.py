@@ -7,7 +7,7 @@ import hashlib
 import hmac
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import FrozenInstanceError, dataclass, field, replace
 from typing import Final, Literal
 
 from ._errors import InvalidSessionId
@@ -88,8 +88,14 @@ class CookieOptions:
 
     @staticmethod
     def build() -> CookieOptionsBuilder:
-        """Start a fluent builder from the defaults, in the style of ruts."""
-        return CookieOptionsBuilder(CookieOptions())
+        """Start a fluent builder from the defaults, in the style of ruts: each step returns
+        a new frozen :class:`CookieOptions` (a :class:`CookieOptionsBuilder`)."""
+        return CookieOptionsBuilder()
+
+    def finish(self) -> CookieOptions:
+        """These options as a plain :class:`CookieOptions`: itself here; the settings of a
+        builder chain (whose attributes are its steps)."""
+        return self
 
     # -- wire forms --------------------------------------------------------------------------
 
@@ -163,42 +169,100 @@ def live_max_age(ttl: int) -> int:
     return min(max(ttl, 1), MAX_COOKIE_AGE)
 
 
-@dataclass(frozen=True, slots=True)
-class CookieOptionsBuilder:
-    """Fluent, immutable builder: each call returns a new builder.
+class CookieOptionsBuilder(CookieOptions):
+    """The fluent builder, in the style of ruts: each step returns a new builder, which is
+    itself a frozen :class:`CookieOptions`, so a chain can be passed (or annotated) wherever
+    options go::
 
-    Everything that takes :class:`CookieOptions` also takes a builder.
+        opts: CookieOptions = CookieOptions.build().name("session").max_age(3600)
+
+    Each step validates at once (``.secure(False)`` after ``.same_site("none")`` raises
+    ``ValueError``). The option names are the steps here, so read a setting from the plain
+    options: ``opts.finish().max_age``.
+
+    Args:
+        options: the options to start from (default: the defaults).
     """
 
-    options: CookieOptions
+    __slots__ = ("_options",)
+    _options: CookieOptions
 
-    def name(self, name: str) -> CookieOptionsBuilder:
-        return CookieOptionsBuilder(replace(self.options, name=name))
+    def __init__(self, options: CookieOptions | None = None) -> None:
+        # The fields of CookieOptions are left unset: the methods below shadow them, and
+        # every reader of a builder's settings asks ``finish()``.
+        plain = CookieOptions() if options is None else as_cookie_options(options)
+        object.__setattr__(self, "_options", plain)
 
-    def http_only(self, http_only: bool) -> CookieOptionsBuilder:
-        return CookieOptionsBuilder(replace(self.options, http_only=http_only))
+    def _step(self, **change: object) -> CookieOptionsBuilder:
+        return CookieOptionsBuilder(replace(self._options, **change))  # type: ignore[arg-type]
 
-    def same_site(self, same_site: SameSite) -> CookieOptionsBuilder:
-        return CookieOptionsBuilder(replace(self.options, same_site=same_site))
+    def name(self, name: str) -> CookieOptionsBuilder:  # type: ignore[override]
+        return self._step(name=name)
 
-    def secure(self, secure: bool) -> CookieOptionsBuilder:
-        return CookieOptionsBuilder(replace(self.options, secure=secure))
+    def http_only(self, http_only: bool) -> CookieOptionsBuilder:  # type: ignore[override]
+        return self._step(http_only=http_only)
 
-    def max_age(self, max_age: int) -> CookieOptionsBuilder:
-        return CookieOptionsBuilder(replace(self.options, max_age=max_age))
+    def same_site(self, same_site: SameSite) -> CookieOptionsBuilder:  # type: ignore[override]
+        return self._step(same_site=same_site)
 
-    def path(self, path: str) -> CookieOptionsBuilder:
-        return CookieOptionsBuilder(replace(self.options, path=path))
+    def secure(self, secure: bool) -> CookieOptionsBuilder:  # type: ignore[override]
+        return self._step(secure=secure)
 
-    def domain(self, domain: str | None) -> CookieOptionsBuilder:
-        return CookieOptionsBuilder(replace(self.options, domain=domain))
+    def max_age(self, max_age: int) -> CookieOptionsBuilder:  # type: ignore[override]
+        return self._step(max_age=max_age)
 
-    def signing_keys(self, keys: Iterable[bytes | str]) -> CookieOptionsBuilder:
-        return CookieOptionsBuilder(replace(self.options, signing_keys=tuple(keys)))
+    def path(self, path: str) -> CookieOptionsBuilder:  # type: ignore[override]
+        return self._step(path=path)
+
+    def domain(self, domain: str | None) -> CookieOptionsBuilder:  # type: ignore[override]
+        return self._step(domain=domain)
+
+    def signing_keys(  # type: ignore[override]
+        self, keys: Iterable[bytes | str]
+    ) -> CookieOptionsBuilder:
+        return self._step(signing_keys=tuple(keys))
 
     def finish(self) -> CookieOptions:
-        """The :class:`CookieOptions` built so far."""
-        return self.options
+        """The plain :class:`CookieOptions` built so far, whose attributes are the settings.
+        Optional: a builder is already accepted wherever options are."""
+        return self._options
+
+    # -- a builder behaves as the options it holds -----------------------------------------
+
+    def encode(self, session_id: SessionId) -> str:
+        return self._options.encode(session_id)
+
+    def decode(self, value: str) -> SessionId | None:
+        return self._options.decode(value)
+
+    def session_id_from_header(self, header: str | bytes | None) -> SessionId | None:
+        return self._options.session_id_from_header(header)
+
+    def set_cookie_header(self, session_id: SessionId, max_age: int) -> str:
+        return self._options.set_cookie_header(session_id, max_age)
+
+    def removal_header(self) -> str:
+        return self._options.removal_header()
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, CookieOptionsBuilder):
+            other = other._options
+        return self._options == other
+
+    def __hash__(self) -> int:
+        return hash(self._options)
+
+    def __repr__(self) -> str:
+        return f"CookieOptionsBuilder({self._options!r})"
+
+    def __reduce__(self) -> tuple[type[CookieOptionsBuilder], tuple[CookieOptions]]:
+        return (CookieOptionsBuilder, (self._options,))
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise FrozenInstanceError(f"cannot delete field {name!r}")
 
 
 def as_cookie_options(cookie: CookieOptions | CookieOptionsBuilder | None) -> CookieOptions:
@@ -208,7 +272,7 @@ def as_cookie_options(cookie: CookieOptions | CookieOptionsBuilder | None) -> Co
     if cookie is None:
         return CookieOptions()
     if isinstance(cookie, CookieOptionsBuilder):
-        return cookie.options
+        return cookie.finish()
     if isinstance(cookie, CookieOptions):
         return cookie
     raise TypeError(f"expected CookieOptions, got {type(cookie).__name__}")
