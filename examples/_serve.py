@@ -13,22 +13,26 @@ from hypercorn.trio import serve
 from quart_trio import QuartTrio
 
 
-async def _until_signalled() -> None:
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for signum in signals:
-            print(f"{signal.Signals(signum).name}: shutting down", flush=True)
-            return
-
-
 async def _serve(app: QuartTrio, host: str, port: int) -> None:
     config = Config()
     config.bind = [f"{host}:{port}"]
     config.accesslog = None
-    async with trio.open_nursery() as nursery:
-        # A graceful shutdown (Ctrl-C or SIGTERM) lets the app close its session store.
-        binds = await nursery.start(partial(serve, app, config, shutdown_trigger=_until_signalled))
-        for url in binds:
-            print(f"{app.name} listening on {url}/ (Ctrl-C stops it)", flush=True)
+    # Catch the signals before saying where we listen: one sent right after is not missed
+    # (it would otherwise raise KeyboardInterrupt, or end the process silently on SIGTERM).
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+
+        async def until_signalled() -> None:
+            async for signum in signals:
+                print(f"{signal.Signals(signum).name}: shutting down", flush=True)
+                return
+
+        async with trio.open_nursery() as nursery:
+            # A graceful shutdown (Ctrl-C or SIGTERM) lets the app close its session store.
+            binds = await nursery.start(
+                partial(serve, app, config, shutdown_trigger=until_signalled)
+            )
+            for url in binds:
+                print(f"{app.name} listening on {url}/ (Ctrl-C stops it)", flush=True)
     print("stopped", flush=True)
 
 

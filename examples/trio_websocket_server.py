@@ -1,12 +1,14 @@
 """A plain trio-websocket server (no web framework) with sessions.
 
 Each connection counts its visits in the session; a new visitor gets its cookie with the
-handshake response. Try: ``python examples/trio_websocket_server.py --port 8001``.
+handshake response. Try: ``python examples/trio_websocket_server.py --port 8001``; Ctrl-C or
+SIGTERM stops it cleanly (open connections are closed, the store is closed, exit status 0).
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 
 import trio
 from trio_websocket import ConnectionClosed, WebSocketRequest, serve_websocket
@@ -32,9 +34,21 @@ async def handler(store: SessionStore, request: WebSocketRequest) -> None:
 
 
 async def main(host: str, port: int) -> None:
-    async with MemoryStore() as store, trio.open_nursery() as nursery:
-        server = await nursery.start(serve_websocket, lambda r: handler(store, r), host, port, None)
-        print(f"trio-websocket server listening on ws://{host}:{server.port}/", flush=True)
+    # Catch the signals before saying where we listen: one sent right after is not missed.
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with MemoryStore() as store, trio.open_nursery() as nursery:
+            server = await nursery.start(
+                serve_websocket, lambda r: handler(store, r), host, port, None
+            )
+            print(
+                f"trio-websocket server listening on ws://{host}:{server.port}/ (Ctrl-C stops it)",
+                flush=True,
+            )
+            async for signum in signals:
+                print(f"{signal.Signals(signum).name}: shutting down", flush=True)
+                break
+            nursery.cancel_scope.cancel()  # the server and its connections
+    print("stopped", flush=True)
 
 
 if __name__ == "__main__":

@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import httpx
+import pytest
 import trio
 from trio_websocket import open_websocket_url
 
@@ -167,3 +170,56 @@ def test_the_testing_guide_example_passes() -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert re.search(r"\b5 passed\b", done.stdout), done.stdout
+
+
+def _handshake(url: str) -> socket.socket:
+    """Open a websocket (a bare HTTP upgrade) to ``ws://host:port/`` and leave it open."""
+    host, port = re.fullmatch(r"ws://([^:/]+):(\d+)/", url).groups()  # type: ignore[union-attr]
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    sock.sendall(
+        b"GET / HTTP/1.1\r\nHost: example\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    assert sock.recv(4096).startswith(b"HTTP/1.1 101 ")
+    return sock
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("example", ["trio_websocket_server.py", "counter.py"])
+def test_examples_stop_cleanly_on_signals(example: str, sig: signal.Signals) -> None:
+    """Ctrl-C and SIGTERM: a message, exit status 0, no traceback; the trio-websocket server
+    with a connection still open."""
+    proc = subprocess.Popen(
+        [sys.executable, str(EXAMPLES / example), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    held = None
+    watchdog = threading.Timer(60, proc.kill)  # a hung example ends the loop below
+    watchdog.start()
+    try:
+        assert proc.stdout is not None
+        url = None
+        for line in proc.stdout:
+            match = re.search(r"listening on (\S+?/)(\s|$)", line)
+            if match:
+                url = match.group(1)
+                break
+        assert url is not None, "the example did not say where it listens"
+        if url.startswith("ws://"):
+            held = _handshake(url)
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=30)
+        assert "Traceback" not in err, err
+        assert "KeyboardInterrupt" not in err, err
+        assert f"{sig.name}: shutting down" in out
+        assert out.rstrip().endswith("stopped")
+        assert proc.returncode == 0
+    finally:
+        watchdog.cancel()
+        if held is not None:
+            held.close()
+        proc.kill()
+        proc.wait()
