@@ -168,6 +168,7 @@ def test_each_builder_step_is_frozen_cookie_options() -> None:
     # Each step is new: the earlier ones are unchanged.
     assert start == CookieOptions()
     assert named == CookieOptions(name="s")
+    assert named.options is named.finish()  # the earlier builder's field, kept
     assert opts == CookieOptions(name="s", max_age=10) == opts
     assert hash(opts) == hash(CookieOptions(name="s", max_age=10))
     assert opts.finish() == CookieOptions(name="s", max_age=10)

@@ -227,6 +227,11 @@ class CookieOptionsBuilder(CookieOptions):
         Optional: a builder is already accepted wherever options are."""
         return self._options
 
+    @property
+    def options(self) -> CookieOptions:
+        """The plain options built so far (as :meth:`finish`; kept from the earlier builder)."""
+        return self._options
+
     # -- a builder behaves as the options it holds -----------------------------------------
 
     def encode(self, session_id: SessionId) -> str:
