@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import re
 import secrets
 from typing import Final
@@ -105,3 +106,15 @@ class SessionId:
 
     def __reduce__(self) -> tuple[object, ...]:
         raise TypeError("session ids are credentials and are not pickled")
+
+
+def id_digest(id: SessionId) -> bytes:
+    """The 32 bytes by which stores address a session at rest: SHA-256 of the id's bytes.
+
+    Stores that outlive the process (Redis, PostgreSQL) key sessions by this digest, never by
+    the id, so a dump, a replica or a ``MONITOR`` shows nothing that works as a cookie. It is
+    not keyed: the id has 128 random bits, so the digest cannot be reversed or guessed, and
+    PostgreSQL computes the same with ``sha256(id)`` when it migrates old rows. Every store
+    and index that persists an id goes through this one function.
+    """
+    return hashlib.sha256(id._bytes).digest()

@@ -721,6 +721,14 @@ END
 $$;
 """
 
+# Version 8: protection at rest. Sessions are addressed by the SHA-256 of their id (see
+# trio_ruts._ids.id_digest), never by the id: rows written by earlier versions (16-byte ids)
+# get their digest, and their fields follow through the foreign key's ON UPDATE CASCADE. A
+# digest is 32 bytes, so it never collides with an id still to rewrite.
+_DIGEST_IDS_V8 = """
+UPDATE {sessions} SET id = sha256(id) WHERE length(id) = 16;
+"""
+
 
 def _patched(base: str, *changes: tuple[str, str]) -> str:
     """``base`` with each ``(old, new)`` applied; each ``old`` must occur exactly once, so a
@@ -845,6 +853,7 @@ MIGRATIONS: Final = {
     5: [_SEQ_V5],
     6: [_CREATED_V6, _WRITE_V6],
     7: [_TOUCH_V7],
+    8: [_DIGEST_IDS_V8],
 }
 LATEST: Final = max(MIGRATIONS)
 

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import trio
 
 from ..._errors import SessionError, SessionIdCollision, StoreError, StoreTimeout
-from ..._ids import SessionId
+from ..._ids import SessionId, id_digest
 from ..._ints import not_an_integer, out_of_range
 from ..._limits import MAX_TTL
 from ..._store import (
@@ -449,10 +449,10 @@ class PostgresStore(SessionStore):
     # -- operations ----------------------------------------------------------------------------
 
     async def get(self, id: SessionId, field: str) -> bytes | None:
-        return await self._call("fetchval", self._queries.get, id.bytes, field)  # type: ignore[no-any-return]
+        return await self._call("fetchval", self._queries.get, id_digest(id), field)  # type: ignore[no-any-return]
 
     async def get_all(self, id: SessionId) -> SessionRecord | None:
-        rows = await self._call("fetch", self._queries.get_all, id.bytes)
+        rows = await self._call("fetch", self._queries.get_all, id_digest(id))
         if not rows:
             return None
         fields = {row[1]: FieldRecord(row[2], row[3], row[4]) for row in rows}
@@ -460,13 +460,13 @@ class PostgresStore(SessionStore):
 
     async def touch_get(self, id: SessionId, field: str, touch: Touch) -> Read:
         value, ttl = await self._call(
-            "fetchrow", self._queries.touch_get, id.bytes, field, *_touch_args(touch)
+            "fetchrow", self._queries.touch_get, id_digest(id), field, *_touch_args(touch)
         )
         return Read(value, ttl)
 
     async def touch_get_all(self, id: SessionId, touch: Touch) -> SessionRecord | None:
         query = self._queries.touch_get_all
-        rows = await self._call("fetch", query, id.bytes, *_touch_args(touch))
+        rows = await self._call("fetch", query, id_digest(id), *_touch_args(touch))
         if not rows:
             return None
         fields = {row[1]: FieldRecord(row[2], row[3], row[4]) for row in rows}
@@ -474,18 +474,18 @@ class PostgresStore(SessionStore):
 
     async def touch(self, id: SessionId, touch: Touch) -> int | None:
         query = self._queries.touch
-        return await self._call("fetchval", query, id.bytes, *_touch_args(touch))  # type: ignore[no-any-return]
+        return await self._call("fetchval", query, id_digest(id), *_touch_args(touch))  # type: ignore[no-any-return]
 
     async def expire_capped(self, id: SessionId, seconds: int, absolute: int) -> int | None:
         query = self._queries.expire_capped
-        return await self._call("fetchval", query, id.bytes, _clamp(seconds), absolute)  # type: ignore[no-any-return]
+        return await self._call("fetchval", query, id_digest(id), _clamp(seconds), absolute)  # type: ignore[no-any-return]
 
     async def write(self, write: Write) -> WriteResult:
         written, moved, ttl, value, version = await self._call(
             "fetchrow",
             self._queries.write,
-            None if write.id is None else write.id.bytes,
-            write.fresh_id.bytes,
+            None if write.id is None else id_digest(write.id),
+            id_digest(write.fresh_id),
             write.field,
             write.value,
             write.only_if_absent,
@@ -507,16 +507,17 @@ class PostgresStore(SessionStore):
 
     async def remove(self, id: SessionId, field: str) -> Removal:
         removed, ttl, value, version = await self._call(
-            "fetchrow", self._queries.remove, id.bytes, field
+            "fetchrow", self._queries.remove, id_digest(id), field
         )
         return Removal(bool(removed), ttl, value, version)
 
     async def delete(self, id: SessionId) -> bool:
-        return bool(await self._call("fetchval", self._queries.delete, id.bytes))
+        return bool(await self._call("fetchval", self._queries.delete, id_digest(id)))
 
     async def expire(self, id: SessionId, seconds: int) -> bool:
-        return bool(await self._call("fetchval", self._queries.expire, id.bytes, _clamp(seconds)))
+        query = self._queries.expire
+        return bool(await self._call("fetchval", query, id_digest(id), _clamp(seconds)))
 
     async def rename(self, old: SessionId, new: SessionId) -> int | None:
-        ttl = await self._call("fetchval", self._queries.rename, old.bytes, new.bytes)
+        ttl = await self._call("fetchval", self._queries.rename, id_digest(old), id_digest(new))
         return None if ttl is None else int(ttl)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import random
 import ssl
 from collections.abc import Sequence
@@ -11,7 +12,7 @@ import trio
 
 from ..._cache import CacheEntry, CacheRead, HotLayer, Marker, Settled
 from ..._errors import SerializationError, SessionIdCollision, StoreError
-from ..._ids import TAG_BYTES, TAG_CHARS, SessionId
+from ..._ids import TAG_BYTES, TAG_CHARS, SessionId, id_digest
 from ..._ints import not_an_integer, out_of_range
 from ..._map import CorruptValue
 from ..._store import (
@@ -39,7 +40,7 @@ FieldExpiry = Literal["auto", "native", "script"]
 
 
 class RedisStore(SessionStore, HotLayer):
-    """Sessions in Redis (or Valkey): one hash per session, keyed ``prefix{tag}rest``.
+    """Sessions in Redis (or Valkey): one hash per session, keyed ``prefix{tag}digest``.
 
     Use :meth:`from_url`, :meth:`cluster` or :meth:`from_client` rather than the constructor.
 
@@ -179,10 +180,12 @@ class RedisStore(SessionStore, HotLayer):
     # -- helpers -------------------------------------------------------------------------------
 
     def key(self, id: SessionId) -> bytes:
-        """The Redis key of a session: ``prefix{tag}rest``; the tag survives regeneration, so
-        renames stay in one cluster slot."""
-        text = str(id).encode("ascii")
-        return self._prefix + b"{" + text[:TAG_CHARS] + b"}" + text[TAG_CHARS:]
+        """The Redis key of a session: ``prefix{tag}digest``. The tag (the id's first four
+        characters, 24 bits) survives regeneration, so renames stay in one cluster slot; the
+        rest is the unpadded base64url of :func:`~trio_ruts._ids.id_digest` (SHA-256 of the
+        whole id), so no key holds a usable id."""
+        digest = base64.urlsafe_b64encode(id_digest(id))[:_DIGEST_CHARS]
+        return b"".join((self._prefix, b"{", str(id).encode("ascii")[:TAG_CHARS], b"}", digest))
 
     def _raise_for(self, reply: Any, what: str, field: str | None = None) -> None:
         if isinstance(reply, ReplyError):
@@ -409,6 +412,8 @@ class RedisStore(SessionStore, HotLayer):
         return None if done == -1 else bool(done)
 
 
+#: Characters of a key's digest part: 32 bytes in unpadded base64url.
+_DIGEST_CHARS: Final = 43
 #: How long the protocol state started by a miss lives without a fill or a change.
 _STATE_TTL: Final = 60.0
 
