@@ -2,6 +2,7 @@
 
 from ._cookies import CookieOptions as CookieOptions
 from ._cookies import CookieOptionsBuilder as CookieOptionsBuilder
+from ._encrypted import EncryptedSerializer as EncryptedSerializer
 from ._errors import InvalidField as InvalidField
 from ._errors import InvalidSessionId as InvalidSessionId
 from ._errors import SerializationError as SerializationError
@@ -29,6 +30,7 @@ __all__ = [
     "CookieChange",
     "CookieOptions",
     "CookieOptionsBuilder",
+    "EncryptedSerializer",
     "Expiry",
     "InvalidField",
     "InvalidSessionId",

@@ -28,6 +28,9 @@ def decode(serializer: Serializer, field: str, data: bytes) -> Any:
             f"field {field!r}: {data.reason}; overwrite or remove the field", field=field
         )
     try:
+        loads_field = getattr(serializer, "loads_field", None)
+        if loads_field is not None:  # a field-aware serializer (see Serializer)
+            return loads_field(field, data)
         return serializer.loads(data)
     except Exception as exc:
         raise SerializationError(

@@ -26,6 +26,13 @@ class Serializer(Protocol):
 
     ``Session.incr`` also needs a class attribute ``int_format``, ``"cbor"`` or ``"json"``,
     naming how the serializer encodes integers (stores add to them in place).
+
+    Optional, for serializers that depend on the field (as
+    :class:`~trio_ruts.EncryptedSerializer`, which binds each value to its field): when a
+    serializer has ``dumps_field(field, obj) -> bytes`` and ``loads_field(field, data)``, the
+    session calls them instead of ``dumps`` and ``loads``. A true class attribute
+    ``randomized`` says that encodings of one value differ on each call; the session then
+    refuses ``incr`` and ``update_if``, which need the store to understand encoded bytes.
     """
 
     def dumps(self, obj: Any) -> bytes: ...

@@ -396,6 +396,7 @@ class Session:
             raise InvalidField(f"by must be an int in signed 64 bits; got {by!r}")
         if check_ttl(ttl) == 0:
             raise InvalidField("incr() takes no ttl=0: use pop() or remove() to remove")
+        _refuse_randomized(self._serializer, "incr", "add to the integer in place")
         int_format = getattr(self._serializer, "int_format", None)
         if int_format not in INT_FORMATS:
             raise SessionError(
@@ -450,6 +451,7 @@ class Session:
             raise InvalidField(
                 "update_if() compares with the durable value: HotOnly values cannot take part"
             )
+        _refuse_randomized(self._serializer, "update_if", "compare the encoded bytes")
         old = self._encode(field, expected)
         if self._id is None:  # no session: the field is absent
             await trio.lowlevel.checkpoint()
@@ -458,6 +460,9 @@ class Session:
 
     def _encode(self, field: str, plain: Any) -> bytes:
         try:
+            dumps_field = getattr(self._serializer, "dumps_field", None)
+            if dumps_field is not None:  # a field-aware serializer (see Serializer)
+                return dumps_field(field, plain)  # type: ignore[no-any-return]
             return self._serializer.dumps(plain)
         except Exception as exc:
             raise SerializationError(
@@ -832,3 +837,14 @@ class Session:
     def __repr__(self) -> str:
         state = "none" if self._id is None else ("known" if self._verified else "unverified")
         return f"<Session {state} store={type(self._store).__name__}>"
+
+
+def _refuse_randomized(serializer: Serializer, operation: str, what: str) -> None:
+    """Refuse an operation that needs the store to understand encoded values, for a serializer
+    whose encodings of one value differ on every call (``randomized``, as encryption)."""
+    if getattr(serializer, "randomized", False):
+        raise SessionError(
+            f"{operation}() is not supported with {serializer!r}: its values are encrypted "
+            f"with a fresh nonce each time, so the store cannot {what}; keep such a field "
+            f"in a session whose serializer does not encrypt, or use get() and update()"
+        )
