@@ -31,16 +31,18 @@ class SessionId:
     credential and reprs end up in logs and tracebacks.
     """
 
-    __slots__ = ("_bytes", "_text")
+    __slots__ = ("_bytes", "_digest", "_text")
 
     _bytes: bytes
     _text: str | None  # rendered on first use: most ids never need it
+    _digest: bytes | None  # id_digest(), computed on first use
 
     def __init__(self, raw: bytes) -> None:
         if type(raw) is not bytes or len(raw) != ID_BYTES:
             raise InvalidSessionId(f"a session id is exactly {ID_BYTES} bytes")
         self._bytes = raw
         self._text = None
+        self._digest = None
 
     @classmethod
     def generate(cls) -> SessionId:
@@ -55,6 +57,7 @@ class SessionId:
         fresh = object.__new__(SessionId)  # 3 + 13 bytes: valid by construction
         fresh._bytes = self._bytes[:TAG_BYTES] + secrets.token_bytes(ID_BYTES - TAG_BYTES)
         fresh._text = None
+        fresh._digest = None
         return fresh
 
     @classmethod
@@ -73,6 +76,7 @@ class SessionId:
         parsed = object.__new__(cls)
         parsed._bytes = binascii.a2b_base64(text.replace("-", "+").replace("_", "/") + "==")
         parsed._text = text  # canonical, so it is exactly what __str__ would render
+        parsed._digest = None
         return parsed
 
     @property
@@ -117,4 +121,7 @@ def id_digest(id: SessionId) -> bytes:
     PostgreSQL computes the same with ``sha256(id)`` when it migrates old rows. Every store
     and index that persists an id goes through this one function.
     """
-    return hashlib.sha256(id._bytes).digest()
+    digest = id._digest
+    if digest is None:  # computed once per id object: a request's operations share it
+        digest = id._digest = hashlib.sha256(id._bytes).digest()
+    return digest

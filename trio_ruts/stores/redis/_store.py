@@ -277,8 +277,12 @@ class RedisStore(SessionStore, HotLayer):
     async def write(self, write: Write) -> WriteResult:
         if write.id is not None:
             self._same_slot(write.id, write.fresh_id)
-        fresh = self.key(write.fresh_id)
-        current = self.key(write.id) if write.id is not None else fresh
+        current = self.key(write.id) if write.id is not None else None
+        # The script touches the fresh key only to create a session or rename one: otherwise
+        # it gets the current key again, which saves hashing an id it does not need.
+        fresh = current if current is not None and not write.rename else self.key(write.fresh_id)
+        if current is None:
+            current = fresh
         args: tuple[Arg, ...] = (
             write.field,
             write.value,
@@ -300,7 +304,8 @@ class RedisStore(SessionStore, HotLayer):
         if ttl == -3:
             assert write.id is not None
             return WriteResult(False, write.id, 0, absent=True)
-        target = write.fresh_id if moved or write.id is None else write.id
+        # Only a rename moves a session that has an id (without one, fresh may be current).
+        target = write.fresh_id if (moved and write.rename) or write.id is None else write.id
         value = reply[3] if len(reply) > 3 else None
         return WriteResult(bool(written), target, int(ttl), value=value)
 
