@@ -3,6 +3,7 @@ data written with ids in clear (earlier releases) readable after the upgrade."""
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -282,6 +283,14 @@ async def test_redis_migration_command(redis74: servers.RedisServer) -> None:
     assert legacy_id(f"other:{prefix}".encode(), others[0].encode())
     async with RedisStore.from_url(redis74.url, prefix=prefix) as new:
         await check_dataset(new, data)
+
+
+def test_id_digest_is_sha256_of_the_id_bytes() -> None:
+    """Postgres' migration computes sha256(id) in SQL: the helper must agree."""
+    for _ in range(100):
+        sid = SessionId.generate()
+        assert id_digest(sid) == hashlib.sha256(sid.bytes).digest()
+        assert id_digest(SessionId.parse(str(sid))) == id_digest(sid)  # cached per object
 
 
 def test_legacy_key_round_trip() -> None:
