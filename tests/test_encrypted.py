@@ -79,7 +79,11 @@ async def test_values_round_trip_and_are_not_stored_in_clear(kit: StoreKit, stor
 @settings(max_examples=50, deadline=None)
 @given(
     value=st.recursive(
-        st.none() | st.booleans() | st.integers() | st.text() | st.floats(allow_nan=False, allow_infinity=False),
+        st.none()
+        | st.booleans()
+        | st.integers()
+        | st.text()
+        | st.floats(allow_nan=False, allow_infinity=False),
         lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
         max_leaves=10,
     ),

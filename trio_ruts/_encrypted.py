@@ -53,7 +53,7 @@ class EncryptedSerializer:
         ImportError: the ``cryptography`` package is not installed.
     """
 
-    __slots__ = ("_by_id", "_inner", "_seal_id", "_sealer")
+    __slots__ = ("_by_id", "_inner", "_invalid", "_seal_id", "_sealer")
 
     #: Encodings of one value differ on every call (a fresh nonce): stores cannot compare
     #: them (``update_if``) or add to them (``incr``).
@@ -61,6 +61,7 @@ class EncryptedSerializer:
 
     def __init__(self, inner: Serializer, *, keys: Sequence[bytes]) -> None:
         try:
+            from cryptography.exceptions import InvalidTag
             from cryptography.hazmat.primitives.ciphers.aead import AESGCM
         except ImportError as exc:
             raise ImportError(
@@ -81,6 +82,7 @@ class EncryptedSerializer:
                 raise ValueError(f"keys[{n}] is given twice (or two keys share a key id)")
             by_id[key_id] = AESGCM(bytes(key))
         self._inner = inner
+        self._invalid = InvalidTag  # imported here, so that only a serializer in use needs it
         self._by_id = by_id
         self._seal_id = next(iter(by_id))
         self._sealer = by_id[self._seal_id]
@@ -102,8 +104,6 @@ class EncryptedSerializer:
             ValueError: the value is not one this serializer wrote for ``field`` with one of
                 its keys (the session turns it into ``SerializationError`` naming the field).
         """
-        from cryptography.exceptions import InvalidTag
-
         if len(data) < _HEADER + _TAG_BYTES or data[:1] != _VERSION:
             raise ValueError("not a value written by EncryptedSerializer")
         header = bytes(data[:_HEADER])
@@ -114,7 +114,7 @@ class EncryptedSerializer:
             plain = opener.decrypt(
                 header[-_NONCE_BYTES:], bytes(data[_HEADER:]), _associated(header, field)
             )
-        except InvalidTag:
+        except self._invalid:
             raise ValueError(
                 "it fails authentication: altered, or sealed for another field"
             ) from None
