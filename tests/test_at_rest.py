@@ -330,3 +330,20 @@ async def test_postgres_old_rows_are_migrated(
     for sid in data:
         for form in forms(sid):
             assert form not in dump
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [("redis://127.0.0.1:1", "unreachable"), ("http://localhost", "Redis URLs start with")],
+)
+def test_redis_migration_command_errors(url: str, says: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "trio_ruts.stores.redis.migrate", url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: ")
+    assert says in result.stderr
+    assert "Traceback" not in result.stderr

@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     for url in args.urls:
         try:
             done = trio.run(migrate_server, url, args.prefix)
-        except StoreError as exc:
+        except (StoreError, ValueError) as exc:  # unreachable, refused, or a bad URL
             print(f"error: {exc}", file=sys.stderr)
             return 1
         print(
