@@ -55,8 +55,8 @@ class EncryptedSerializer:
 
     __slots__ = ("_by_id", "_inner", "_invalid", "_seal_id", "_sealer")
 
-    #: Encodings of one value differ on every call (a fresh nonce): stores cannot compare
-    #: them (``update_if``) or add to them (``incr``).
+    #: Encodings of one value differ on every call (each has a fresh nonce), so stores can
+    #: neither compare them (``update_if``) nor add to them (``incr``).
     randomized: Final = True
 
     def __init__(self, inner: Serializer, *, keys: Sequence[bytes]) -> None:

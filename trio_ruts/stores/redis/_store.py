@@ -182,7 +182,7 @@ class RedisStore(SessionStore, HotLayer):
     def key(self, id: SessionId) -> bytes:
         """The Redis key of a session: ``prefix{tag}digest``. The tag (the id's first four
         characters, 24 bits) survives regeneration, so renames stay in one cluster slot; the
-        rest is the unpadded base64url of :func:`~trio_ruts._ids.id_digest` (SHA-256 of the
+        rest is the unpadded base64url of ``id_digest`` (SHA-256 of the
         whole id), so no key holds a usable id."""
         digest = base64.urlsafe_b64encode(id_digest(id))[:_DIGEST_CHARS]
         return b"".join((self._prefix, b"{", str(id).encode("ascii")[:TAG_CHARS], b"}", digest))
