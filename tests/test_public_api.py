@@ -31,6 +31,7 @@ def test_root_exports() -> None:
         "StoreError",
         "StoreNotOpen",
         "StoreTimeout",
+        "UserSession",
     }
     for name in trio_ruts.__all__:
         assert getattr(trio_ruts, name) is not None

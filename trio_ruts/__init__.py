@@ -21,6 +21,7 @@ from ._serializers import JsonSerializer as JsonSerializer
 from ._serializers import Serializer as Serializer
 from ._session import CookieChange as CookieChange
 from ._session import Session as Session
+from ._users import UserSession as UserSession
 from .stores._memory import MemoryStore as MemoryStore
 
 __version__ = "0.1.0.dev0"
@@ -48,4 +49,5 @@ __all__ = [
     "StoreError",
     "StoreNotOpen",
     "StoreTimeout",
+    "UserSession",
 ]

@@ -51,3 +51,8 @@ class SessionStateError(SessionError, RuntimeError):
 class SessionUsageError(SessionError, TypeError):
     """The session was used in a way its API does not offer (e.g. the async session proxy
     used like a dict); the message says what to write instead."""
+
+
+class UsersNotSupported(SessionError, NotImplementedError):
+    """The store keeps no per-user index (``Session.login`` and the other calls of SPEC
+    section 9 need one); every store that ships with trio-ruts keeps one."""

@@ -29,6 +29,7 @@ from ._serializers import CborSerializer, Serializer
 from ._store import Placement, Removal, SessionStore, Touch, Write, WriteResult
 from ._strategy import unwrap
 from ._tokens import IdHeader, as_id_header
+from ._users import UserSession, check_label, check_user
 
 T = TypeVar("T")
 
@@ -38,6 +39,9 @@ MAX_FIELD_BYTES: Final = 256
 #: meanwhile, but the session must learn where its data went.
 RENAME_TIMEOUT: Final = 5.0
 _DEFAULT_SERIALIZER: Final = CborSerializer()
+#: The field a login writes (the user id) when it starts a session: a session exists while
+#: it holds a field.
+LOGIN_FIELD: Final = "user"
 
 
 class CookieChange(enum.Enum):
@@ -833,6 +837,99 @@ class Session:
         self._check_not_frozen()
         self._pending = SessionId.generate() if self._id is None else self._id.regenerate()
         return self._pending
+
+    # -- users (SPEC section 9) ---------------------------------------------------------------
+
+    async def login(self, user: str, *, label: str | None = None) -> SessionId:
+        """Log the session in as ``user``: move it to a fresh id (session-fixation defence)
+        and record it in the store's per-user index, in one atomic store step where the store
+        allows it (see docs/users.md). A request without a session starts one first, holding
+        the field ``"user"`` (the user id): a session exists while it holds a field.
+
+        Args:
+            user: the user id (str, 1-1024 UTF-8 bytes); stores key their index by its hash.
+            label: free text for a device list, e.g. a User-Agent (at most 1024 UTF-8 bytes).
+
+        Returns:
+            The session's new id.
+
+        Raises:
+            InvalidField: ``user`` or ``label`` is not acceptable (the message does not
+                repeat them).
+            SessionIdCollision: the fresh id exists already; nothing changed.
+
+        Cancellation: as for :meth:`regenerate`; the session is either logged in under its
+        new id or untouched under its old one, and never outside the index.
+        """
+        check_user(user)
+        check_label(label)
+        self._check_not_frozen()
+        for _ in range(3):
+            if self._id is None:  # start a session: it exists while it holds a field
+                await self.insert(LOGIN_FIELD, user)
+            async with self._lock():
+                if self._unsettled is not None:
+                    await self._settle_locked()
+                old = self._id
+                if old is None:
+                    continue
+                new = old.regenerate()
+                idle = self._default_ttl()
+                call = partial(self._store.login, old, new, user, label, idle)
+                ttl = await self._shielded(new, call)
+                if ttl is None:  # unknown to the store, or ended meanwhile: start afresh
+                    self._drop_id()
+                    continue
+                self._id = new
+                self._pending = None
+                self._verified = True
+                self._mark_set(ttl)
+                await trio.lowlevel.checkpoint_if_cancelled()
+                return new
+        raise StoreError(f"{type(self._store).__name__} lost the session three times during login")
+
+    async def user(self) -> str | None:
+        """The user this session is logged in as (:meth:`login`), or ``None``."""
+        if self._id is None:
+            await trio.lowlevel.checkpoint()
+            return None
+        if self._unsettled is not None:
+            await self._settle()
+        return await self._store.session_user(self._id)
+
+    async def logout(self) -> bool:
+        """End the session and remove it from its user's index; the cookie is cleared.
+
+        Returns:
+            ``True`` if there was a session to end.
+        """
+        if self._id is None:
+            await trio.lowlevel.checkpoint()
+            return False
+        if self._unsettled is not None:
+            await self._settle()
+        ended = await self._store.logout(self._id)
+        self._drop_id()
+        return ended
+
+    async def user_sessions(self) -> list[UserSession]:
+        """The live sessions of this session's user, this one marked ``current``; empty when
+        it is not logged in."""
+        user = await self.user()
+        if user is None:
+            return []
+        return await self._store.user_sessions(user, current=self._id)
+
+    async def revoke_others(self) -> int:
+        """End every other session of this session's user ("log out other devices").
+
+        Returns:
+            How many sessions were ended (``0`` when not logged in).
+        """
+        user = await self.user()
+        if user is None:
+            return 0
+        return await self._store.revoke_user(user, keep=self._id)
 
     def __repr__(self) -> str:
         state = "none" if self._id is None else ("known" if self._verified else "unverified")

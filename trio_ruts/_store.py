@@ -43,8 +43,9 @@ from typing import Any, Final, Self
 
 import trio
 
-from ._errors import StoreNotOpen
+from ._errors import StoreNotOpen, UsersNotSupported
 from ._ids import SessionId
+from ._users import UserEntry, UserSession, check_user, wrap
 
 #: Hot copies of persistent fields expire after this long unless configured otherwise.
 DEFAULT_HOT_TTL_CAP: Final = 3600
@@ -470,3 +471,80 @@ class SessionStore(abc.ABC):
         The default applies no cap.
         """
         return seconds if await self.expire(id, seconds) else None
+
+    # -- users (optional: SPEC section 9) ------------------------------------------------------
+    #
+    # A store that keeps a per-user index overrides the five underscored methods below; the
+    # public ones (user_sessions, revoke_user) are built on them. Every session that a user's
+    # sessions end by (revoke_user, revoke_others, UserSession.revoke) goes through
+    # _end_user_sessions.
+
+    async def user_sessions(
+        self, user: str, *, current: SessionId | None = None
+    ) -> list[UserSession]:
+        """The live sessions recorded under ``user``, the oldest first.
+
+        Args:
+            user: the user id given to ``Session.login``.
+            current: the session asking, if any (it is marked ``current``).
+
+        Raises:
+            UsersNotSupported: the store keeps no per-user index.
+        """
+        check_user(user)
+        return wrap(self, user, await self._user_entries(user, current))
+
+    async def revoke_user(self, user: str, keep: SessionId | None = None) -> int:
+        """End every live session of ``user`` but ``keep`` ("log out everywhere").
+
+        Returns:
+            How many sessions were ended.
+
+        Cancellation: each session is either ended or untouched; run it again to finish.
+        """
+        check_user(user)
+        return len(await self._end_user_sessions(user, keep=keep))
+
+    async def login(
+        self, old: SessionId, new: SessionId, user: str, label: str | None, idle: int
+    ) -> int | None:
+        """Rename ``old`` to ``new`` (as :meth:`rename`) and record the session under
+        ``user`` in the same step where the store allows it (``idle``: its idle lifetime,
+        from which ``last_seen`` is derived).
+
+        Returns:
+            The session's remaining lifetime, or ``None`` if ``old`` is absent.
+
+        Raises:
+            SessionIdCollision: ``new`` exists; nothing changed.
+            UsersNotSupported: the store keeps no per-user index.
+        """
+        raise UsersNotSupported(f"{type(self).__name__} keeps no per-user index")
+
+    async def session_user(self, id: SessionId) -> str | None:
+        """The user the live session is logged in as, or ``None``."""
+        raise UsersNotSupported(f"{type(self).__name__} keeps no per-user index")
+
+    async def logout(self, id: SessionId) -> bool:
+        """Delete the session and its index entry; ``True`` if it existed."""
+        raise UsersNotSupported(f"{type(self).__name__} keeps no per-user index")
+
+    async def _user_entries(self, user: str, current: SessionId | None) -> list[UserEntry]:
+        """The user's live sessions, pruning index entries of sessions that ended."""
+        raise UsersNotSupported(f"{type(self).__name__} keeps no per-user index")
+
+    async def _end_user_sessions(
+        self, user: str, *, only: list[Any] | None = None, keep: SessionId | None = None
+    ) -> list[Any]:
+        """End the user's live sessions (those whose internal reference is in ``only`` when
+        given), except ``keep``; the one path by which a user's sessions are revoked.
+
+        Returns:
+            The internal references of the sessions it ended.
+        """
+        raise UsersNotSupported(f"{type(self).__name__} keeps no per-user index")
+
+    def _session_id_of(self, ref: Any) -> SessionId | None:
+        """The id of the session an internal reference addresses, where the store can tell
+        (a LayeredStore drops the hot copies of revoked sessions by it)."""
+        return None

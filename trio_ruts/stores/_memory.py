@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
 
 import trio
 
@@ -22,6 +24,7 @@ from .._store import (
     Write,
     WriteResult,
 )
+from .._users import UserEntry, last_seen, user_hash, utc_now
 
 _NEVER = math.inf
 _SWEEP_BATCH = 1000
@@ -37,7 +40,7 @@ class _Field:
 
 
 class _Session:
-    __slots__ = ("created", "expires", "fields", "soonest")
+    __slots__ = ("created", "expires", "fields", "idle", "label", "soonest", "user")
 
     def __init__(self, now: float) -> None:
         self.created = now  # the absolute cap counts from here; a rename keeps it
@@ -46,6 +49,10 @@ class _Session:
         # No field with a lifetime of its own expires before this (inf: none has one), so
         # reads skip the scan for expired fields until then.
         self.soonest = _NEVER
+        # Logged in (SPEC section 9): the user id, the label, the idle lifetime at login.
+        self.user: str | None = None
+        self.label: str | None = None
+        self.idle = 0
 
 
 class _CacheState:
@@ -125,12 +132,17 @@ class MemoryStore(SessionStore, HotLayer):
         # Version stamps of writes (WriteResult.version): one counter for every session, so
         # an id used again never repeats an earlier stamp.
         self._versions = itertools.count(1)
+        # The per-user index: user hash -> the keys of its sessions (entries of ended
+        # sessions are dropped when the user's index is next used, and by the sweep).
+        self._users: dict[bytes, dict[bytes, None]] = {}
 
     def __len__(self) -> int:
         """How many sessions are held, expired ones not yet purged included."""
         return len(self._sessions)
 
     async def _open(self, nursery: trio.Nursery) -> None:
+        # Datetimes (UserSession) follow the store's clock, trio's, from this anchor on.
+        self._anchor = (utc_now(), trio.current_time())
         nursery.start_soon(self._sweeper)
 
     async def _close(self) -> None:
@@ -154,6 +166,7 @@ class MemoryStore(SessionStore, HotLayer):
             for key in keys[start : start + _SWEEP_BATCH]:
                 self._live(key, now)
         now = trio.current_time()
+        self._prune_users(now)
         for key, state in list(self._cache.items()):
             if state.deadline + _STATE_GRACE <= now and key not in self._sessions:
                 del self._cache[key]
@@ -228,6 +241,7 @@ class MemoryStore(SessionStore, HotLayer):
             if key is not None:
                 self._sessions.pop(key, None)
             self._sessions[target.bytes] = entry
+            self._reindex(entry, key, target.bytes)
         result = WriteResult(written, target, _remaining(now, entry.expires))
         result.version = next(self._versions)
         if write.incr is not None:
@@ -348,7 +362,109 @@ class MemoryStore(SessionStore, HotLayer):
             raise SessionIdCollision("the new session id is already in use; nothing was changed")
         del self._sessions[old.bytes]
         self._sessions[new.bytes] = entry
+        self._reindex(entry, old.bytes, new.bytes)
         return _remaining(now, entry.expires)
+
+    # -- users (SPEC section 9) ----------------------------------------------------------------
+
+    def _reindex(self, entry: _Session, old: bytes | None, new: bytes) -> None:
+        """A logged-in session moved from ``old`` to ``new``: its index entry follows."""
+        if entry.user is None:
+            return
+        index = self._users.setdefault(user_hash(entry.user), {})
+        if old is not None:
+            index.pop(old, None)
+        index[new] = None
+
+    def _wall(self, at: float) -> datetime:
+        anchor, start = self._anchor
+        return anchor + timedelta(seconds=at - start)
+
+    def _user_live(self, hashed: bytes, key: bytes, now: float) -> _Session | None:
+        entry = self._live(key, now)
+        if entry is None or entry.user is None or user_hash(entry.user) != hashed:
+            return None
+        return entry
+
+    def _user_index(self, user: str, now: float) -> tuple[bytes, dict[bytes, None]]:
+        """The user's index, pruned of sessions that ended (by expiry or otherwise)."""
+        hashed = user_hash(user)
+        index = self._users.get(hashed, {})
+        for key in [k for k in index if self._user_live(hashed, k, now) is None]:
+            del index[key]
+        if not index:
+            self._users.pop(hashed, None)
+        return hashed, index
+
+    def _prune_users(self, now: float) -> None:
+        for hashed, index in list(self._users.items()):
+            for key in [k for k in index if self._user_live(hashed, k, now) is None]:
+                del index[key]
+            if not index:
+                del self._users[hashed]
+
+    async def login(
+        self, old: SessionId, new: SessionId, user: str, label: str | None, idle: int
+    ) -> int | None:
+        entry, now = await self._enter(old)
+        if entry is None:
+            return None
+        if self._live(new.bytes, now) is not None:
+            raise SessionIdCollision("the new session id is already in use; nothing was changed")
+        # One critical section (no await below): renamed and indexed together.
+        del self._sessions[old.bytes]
+        self._sessions[new.bytes] = entry
+        if entry.user is not None:  # logged in before (maybe as someone else)
+            self._users.get(user_hash(entry.user), {}).pop(old.bytes, None)
+        entry.user, entry.label, entry.idle = user, label, idle
+        self._reindex(entry, None, new.bytes)
+        self._user_index(user, now)
+        return _remaining(now, entry.expires)
+
+    async def session_user(self, id: SessionId) -> str | None:
+        entry, _ = await self._enter(id)
+        return None if entry is None else entry.user
+
+    async def logout(self, id: SessionId) -> bool:
+        entry, _ = await self._enter(id)
+        if entry is None:
+            return False
+        del self._sessions[id.bytes]
+        if entry.user is not None:
+            self._users.get(user_hash(entry.user), {}).pop(id.bytes, None)
+        return True
+
+    async def _user_entries(self, user: str, current: SessionId | None) -> list[UserEntry]:
+        self._check_open()
+        await trio.lowlevel.checkpoint()
+        now = trio.current_time()
+        wall = self._wall(now)
+        _, index = self._user_index(user, now)
+        mine = None if current is None else current.bytes
+        found = []
+        for key in index:
+            entry = self._sessions[key]
+            created = self._wall(entry.created)
+            remaining = None if entry.expires == _NEVER else entry.expires - now
+            seen = last_seen(wall, created, remaining, entry.idle)
+            found.append(UserEntry(key, created, seen, entry.label, key == mine))
+        return found
+
+    async def _end_user_sessions(
+        self, user: str, *, only: list[Any] | None = None, keep: SessionId | None = None
+    ) -> list[Any]:
+        self._check_open()
+        await trio.lowlevel.checkpoint()
+        _, index = self._user_index(user, trio.current_time())
+        spare = None if keep is None else keep.bytes
+        ended = [k for k in index if k != spare and (only is None or k in only)]
+        for key in ended:
+            del self._sessions[key]
+            del index[key]
+        return ended
+
+    def _session_id_of(self, ref: Any) -> SessionId | None:
+        return SessionId(ref)
 
     # -- the hot-layer protocol (see trio_ruts._cache) ---------------------------------------
 

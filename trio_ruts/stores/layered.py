@@ -43,6 +43,7 @@ from .._store import (
     Write,
     WriteResult,
 )
+from .._users import UserEntry
 
 T = TypeVar("T")
 _log = logging.getLogger("trio_ruts.layered")
@@ -721,3 +722,40 @@ class LayeredStore(SessionStore):
     async def rename(self, old: SessionId, new: SessionId) -> int | None:
         self._check_open()
         return await self._session_change(old, partial(self.cold.rename, old, new))
+
+    # -- users (SPEC section 9): the index lives in cold; ending a session drops hot copies --
+
+    async def login(
+        self, old: SessionId, new: SessionId, user: str, label: str | None, idle: int
+    ) -> int | None:
+        self._check_open()
+        cold_op = partial(self.cold.login, old, new, user, label, idle)
+        return await self._session_change(old, cold_op)
+
+    async def session_user(self, id: SessionId) -> str | None:
+        self._check_open()
+        return await self._cold(self.cold.session_user, id)
+
+    async def logout(self, id: SessionId) -> bool:
+        self._check_open()
+        return await self._session_change(id, partial(self.cold.logout, id))
+
+    async def _user_entries(self, user: str, current: SessionId | None) -> list[UserEntry]:
+        self._check_open()
+        return await self._cold(self.cold._user_entries, user, current)
+
+    async def _end_user_sessions(
+        self, user: str, *, only: list[Any] | None = None, keep: SessionId | None = None
+    ) -> list[Any]:
+        self._check_open()
+        ended = await self._cold(partial(self.cold._end_user_sessions, user, only=only, keep=keep))
+        # Cold no longer holds them: drop their hot copies (a fill that read cold before the
+        # revocation holds an older lease, which the drop moves past).
+        for ref in ended:
+            id = self.cold._session_id_of(ref)
+            if id is not None:
+                await self._settle(id, None, None, None)
+        return ended
+
+    def _session_id_of(self, ref: Any) -> SessionId | None:
+        return self.cold._session_id_of(ref)

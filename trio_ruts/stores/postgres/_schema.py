@@ -783,6 +783,28 @@ _WRITE_V6 = _patched(
     ),
 )
 
+# Version 8: users (SPEC section 9). The index is the sessions table itself: a logged-in
+# session's row holds the SHA-256 of its user id (indexed), the user id (for Session.user()),
+# its label and its idle lifetime at login (last_seen is its expiry minus that). A login is
+# the rename and the recording in one function (one transaction); a rename keeps the row's
+# columns, a revocation deletes rows, and an expired row is never live: no entry can outlive
+# its session or miss one.
+_USERS_V9 = """
+ALTER TABLE {sessions} ADD COLUMN user_hash bytea, ADD COLUMN user_id text,
+  ADD COLUMN label text, ADD COLUMN idle integer NOT NULL DEFAULT 0;
+CREATE INDEX {sessions_user_idx} ON {sessions} (user_hash) WHERE user_hash IS NOT NULL;
+CREATE FUNCTION {login}(p_old bytea, p_new bytea, p_hash bytea, p_user text, p_label text,
+  p_idle integer) RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE v_ttl integer;
+BEGIN
+  v_ttl := {rename}(p_old, p_new);
+  IF v_ttl IS NULL THEN RETURN NULL; END IF;
+  UPDATE {sessions} SET user_hash = p_hash, user_id = p_user, label = p_label, idle = p_idle
+    WHERE id = p_new;
+  RETURN v_ttl;
+END $$;
+"""
+
 _TABLES = """
 CREATE TABLE {sessions} (
   id bytea NOT NULL,
@@ -822,6 +844,7 @@ QUALIFIED: Final = {
     "int_encode": "_int_encode",
     "seq": "_seq",
     "touch": "_touch",
+    "login": "_login",
 }
 BARE: Final = {
     "sessions_pkey": "_pkey",
@@ -829,6 +852,7 @@ BARE: Final = {
     "fields_pkey": "_fields_pkey",
     "fields_session_fkey": "_fields_session_fkey",
     "fields_expires_idx": "_fields_expires_idx",
+    "sessions_user_idx": "_user_idx",
 }
 #: Every suffix; with a table name of :data:`MAX_NAME` characters each derived name still
 #: fits in :data:`PG_MAX_IDENTIFIER` bytes (a test keeps it so), so none is truncated.
@@ -854,6 +878,7 @@ MIGRATIONS: Final = {
     6: [_CREATED_V6, _WRITE_V6],
     7: [_TOUCH_V7],
     8: [_DIGEST_IDS_V8],
+    9: [_USERS_V9],
 }
 LATEST: Final = max(MIGRATIONS)
 
@@ -893,6 +918,28 @@ class Queries:
         self.expire = f"SELECT {m['expire']}($1, $2)"
         self.rename = f"SELECT {m['rename']}($1, $2)"
         self.delete_expired = f"SELECT {m['delete_expired']}()"
+        self._users(m)
+
+    def _users(self, m: dict[str, str]) -> None:
+        """The statements of the per-user index (version 9)."""
+        live = (
+            f"s.expires_at > now() AND EXISTS (SELECT 1 FROM {m['fields']} f "
+            f"WHERE f.session_id = s.id AND (f.expires_at IS NULL OR f.expires_at > now()))"
+        )
+        self.login = f"SELECT {m['login']}($1, $2, $3, $4, $5, $6)"
+        self.session_user = f"SELECT s.user_id FROM {m['sessions']} s WHERE s.id = $1 AND {live}"
+        # Seconds to the expiry (NULL: persistent), and the database's now().
+        self.user_sessions = (
+            f"SELECT s.id, s.created_at, s.label, s.idle, CASE WHEN s.expires_at = "
+            f"'infinity' THEN NULL ELSE extract(epoch FROM s.expires_at - now()) END, now() "
+            f"FROM {m['sessions']} s WHERE s.user_hash = $1 AND {live}"
+        )
+        # $2: the ids to end (NULL: all), $3: the id to keep (NULL: none).
+        self.end_user_sessions = (
+            f"DELETE FROM {m['sessions']} s WHERE s.user_hash = $1 "
+            f"AND ($2::bytea[] IS NULL OR s.id = ANY($2::bytea[])) "
+            f"AND s.id IS DISTINCT FROM $3::bytea AND {live} RETURNING s.id"
+        )
 
     def _lifetimes(self, m: dict[str, str]) -> None:
         """The statements of touching reads, touches and capped expiries: each one statement

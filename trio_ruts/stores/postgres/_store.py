@@ -27,6 +27,7 @@ from ..._store import (
     Write,
     WriteResult,
 )
+from ..._users import UserEntry, last_seen, user_hash
 from .._asyncio import bridge, current_loop_or_fail, open_private_loop
 from .._extras import require
 from ._schema import (
@@ -521,3 +522,47 @@ class PostgresStore(SessionStore):
     async def rename(self, old: SessionId, new: SessionId) -> int | None:
         ttl = await self._call("fetchval", self._queries.rename, id_digest(old), id_digest(new))
         return None if ttl is None else int(ttl)
+
+    # -- users (SPEC section 9; the index is the sessions table, see _schema._USERS_V9) --------
+
+    async def login(
+        self, old: SessionId, new: SessionId, user: str, label: str | None, idle: int
+    ) -> int | None:
+        args = (id_digest(old), id_digest(new), user_hash(user), user, label, _clamp(idle))
+        ttl = await self._call("fetchval", self._queries.login, *args)
+        return None if ttl is None else int(ttl)
+
+    async def session_user(self, id: SessionId) -> str | None:
+        return await self._call("fetchval", self._queries.session_user, id_digest(id))  # type: ignore[no-any-return]
+
+    async def logout(self, id: SessionId) -> bool:
+        return await self.delete(id)  # the row is the index entry
+
+    async def _user_rows(self, user: str) -> list[Any]:
+        return await self._call("fetch", self._queries.user_sessions, user_hash(user))  # type: ignore[no-any-return]
+
+    async def _user_entries(self, user: str, current: SessionId | None) -> list[UserEntry]:
+        mine = None if current is None else id_digest(current)
+        found = []
+        for key, created, label, idle, remaining, now in await self._user_rows(user):
+            left = None if remaining is None else float(remaining)
+            seen = last_seen(now, created, left, idle)
+            found.append(UserEntry(bytes(key), created, seen, label, key == mine))
+        return found
+
+    async def _end_user_sessions(
+        self, user: str, *, only: list[Any] | None = None, keep: SessionId | None = None
+    ) -> list[Any]:
+        spare = None if keep is None else id_digest(keep)
+        query = self._queries.end_user_sessions
+        rows = await self._call("fetch", query, user_hash(user), only, spare)
+        return [bytes(row[0]) for row in rows]
+
+    def _session_id_of(self, ref: Any) -> SessionId | None:
+        return SessionId(ref)
+
+    async def _raw_key_columns(self) -> list[bytes]:
+        """Every session id and user hash in the table (tests check what it holds)."""
+        table = self._names.q()
+        rows = await self._call("fetch", f"SELECT id, user_hash FROM {table}")
+        return [bytes(v) for row in rows for v in row if v is not None]

@@ -330,6 +330,17 @@ local incr, fmt = ARGV[12], ARGV[13]
 -- The absolute cap in seconds ('' for none).
 local abs = tonumber(ARGV[14])
 
+-- A logged-in session that moved keeps its user's index entry (see _user_scripts), in this
+-- step on a single server (ARGV[15] == '1'); on a Redis Cluster the store wrote the new entry
+-- before the move.
+local function reindex(old, new)
+  local ix = ARGV[15] == '1' and redis.call('HGET', new, '\0U')
+  if not ix then return end
+  local p = redis.call('PTTL', new)
+  redis.call('ZADD', ix, now_ms() + (p < 0 and 86400000 or p), new)
+  redis.call('ZREM', ix, old)
+end
+
 -- An id the store does not hold is never adopted: nothing is written (ttl -3), and the
 -- caller creates the session again under a wholly fresh id.
 local has = has_id and live(cur) > 0
@@ -369,7 +380,12 @@ if incr ~= '' then
 end
 local key = fresh
 if has then
-  if rename then redis.call('RENAME', cur, fresh) else key = cur end
+  if rename then
+    redis.call('RENAME', cur, fresh)
+    reindex(cur, fresh)
+  else
+    key = cur
+  end
 end
 
 -- live() dropped expired fields (HEXPIRE drops them itself): what HEXISTS and HGET see is
@@ -577,12 +593,24 @@ if pttl == -1 then return -1 end
 return math.ceil((new or pttl) / 1000)
 """
 
+# ARGV[2]: '1' on a single server (the index entry of a logged-in session moves with it).
 _RENAME = r"""
+-- A logged-in session that moved keeps its user's index entry (see _user_scripts), in this
+-- step on a single server (ARGV[2] == '1'); on a Redis Cluster the store wrote the new entry
+-- before the move.
+local function reindex(old, new)
+  local ix = ARGV[2] == '1' and redis.call('HGET', new, '\0U')
+  if not ix then return end
+  local p = redis.call('PTTL', new)
+  redis.call('ZADD', ix, now_ms() + (p < 0 and 86400000 or p), new)
+  redis.call('ZREM', ix, old)
+end
 if live(KEYS[1]) == 0 then return -3 end
 if live(KEYS[2]) > 0 then
   return redis.error_reply('COLLISION the new session id is already in use')
 end
 redis.call('RENAME', KEYS[1], KEYS[2])
+reindex(KEYS[1], KEYS[2])
 return redis.call('TTL', KEYS[2])
 """
 

@@ -26,7 +26,9 @@ from ..._store import (
     WriteResult,
 )
 from .._extras import require
+from ..._users import UserEntry
 from . import _scripts as scripts
+from . import _users as users
 from ._transport import (
     Arg,
     NotOpen,
@@ -297,6 +299,7 @@ class RedisStore(SessionStore, HotLayer):
             b"" if write.incr is None else str(write.incr),
             write.int_format or b"",
             b"" if write.absolute is None else write.absolute,
+            await users.before_move(self, current, fresh) if write.rename else b"1",
         )
         script = scripts.WRITE if write.incr is None else scripts.WRITE_INCR
         reply = await self._run(script, (current, fresh), args, False, write.field)
@@ -332,8 +335,37 @@ class RedisStore(SessionStore, HotLayer):
 
     async def rename(self, old: SessionId, new: SessionId) -> int | None:
         self._same_slot(old, new)
-        ttl = await self._run(scripts.RENAME, (self.key(old), self.key(new)), (), False)
+        cur, fresh = self.key(old), self.key(new)
+        flag = await users.before_move(self, cur, fresh)
+        ttl = await self._run(scripts.RENAME, (cur, fresh), (flag,), False)
         return None if ttl == -3 else int(ttl)
+
+    # -- users (SPEC section 9; see _users) ----------------------------------------------------
+
+    async def login(
+        self, old: SessionId, new: SessionId, user: str, label: str | None, idle: int
+    ) -> int | None:
+        return await users.login(self, old, new, user, label, idle)
+
+    async def session_user(self, id: SessionId) -> str | None:
+        return await users.session_user(self, id)
+
+    async def logout(self, id: SessionId) -> bool:
+        return await users.logout(self, id)
+
+    async def _user_entries(self, user: str, current: SessionId | None) -> list[UserEntry]:
+        return await users.entries(self, user, current)
+
+    async def _end_user_sessions(
+        self, user: str, *, only: list[Any] | None = None, keep: SessionId | None = None
+    ) -> list[Any]:
+        return await users.end(self, user, only, keep)
+
+    def _session_id_of(self, ref: Any) -> SessionId | None:
+        return users.session_id_of(self, ref)
+
+    def _user_key(self, user: str) -> bytes:
+        return users.user_key(self, user)
 
     # -- the hot-layer protocol (see trio_ruts._cache) ---------------------------------------
 
