@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -97,6 +98,37 @@ async def test_login_example_regenerates() -> None:
         out = await client.post("/logout")
         assert await out.get_json() == {"logged_out": True}
         assert await (await client.get("/me")).get_json() == {"user": None, "flash": None}
+        await check_devices_page(app)
+
+
+async def check_devices_page(app: Any) -> None:
+    """The login example's "your devices" page (inside the one app lifetime a module-level
+    store allows)."""
+    phone = app.test_client()
+    laptop = app.test_client()
+    bob = app.test_client()
+    assert (await phone.get("/devices")).status_code == 401
+    form = {"user": "alice", "password": "wonderland"}
+    for client, agent in ((phone, "Phone <b>1</b>"), (laptop, "Laptop " + "x" * 300)):
+        ok = await client.post("/login", form=form, headers={"User-Agent": agent})
+        assert ok.status_code == 200
+    await bob.post("/login", form={"user": "bob", "password": "builder"})
+    page = await (await laptop.get("/devices")).get_data(as_text=True)
+    assert "Your devices, alice" in page
+    assert "Phone &lt;b&gt;1&lt;/b&gt;, last seen" in page  # escaped client input
+    assert f"Laptop {'x' * 193} (this device)" in page  # the label: 200 characters
+    assert "x" * 194 not in page
+    assert "Log out other devices" in page
+    done = await laptop.post("/devices/logout-others")
+    assert done.status_code == 303
+    assert await (await phone.get("/me")).get_json() == {"user": None, "flash": None}
+    page = await (await laptop.get("/devices")).get_data(as_text=True)
+    assert "Phone" not in page
+    assert "(this device)" in page
+    assert (await (await bob.get("/me")).get_json())["user"] == "bob"
+    out = await laptop.post("/logout")
+    assert await out.get_json() == {"logged_out": True}
+    assert (await laptop.get("/devices")).status_code == 401
 
 
 async def test_websocket_chat_example() -> None:

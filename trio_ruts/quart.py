@@ -38,6 +38,7 @@ from ._expiry import Expiry, default_expiry
 from ._quart_session import ServerSession as ServerSession
 from ._quart_session import ServerSessionInterface as ServerSessionInterface
 from ._quart_session import check_store_serving
+from ._ids import SessionId
 from ._serializers import Serializer
 from ._session import Session
 from ._store import SessionStore
@@ -50,6 +51,31 @@ _SESSION: Final = "_trio_ruts_session"
 _RAISED: Final = "_trio_ruts_raised"
 _ACCEPTED: Final = "_trio_ruts_ws_accepted"
 _FROZEN_REASON: Final = "the websocket handshake was already answered"
+#: A login's default label is the request's User-Agent, cut to this many characters.
+LABEL_CHARS: Final = 200
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "<the request's User-Agent>"
+
+
+_USER_AGENT: Final = _Unset()
+
+
+class _RequestSession(Session):
+    """A request's session: a login is labelled with the request's User-Agent by default."""
+
+    __slots__ = ("_user_agent",)
+    _user_agent: str | None
+
+    async def login(self, user: str, *, label: str | _Unset | None = _USER_AGENT) -> SessionId:
+        """:meth:`Session.login`, with ``label`` defaulting to the request's User-Agent (cut
+        to :data:`LABEL_CHARS` characters; ``None`` without one). Pass ``label=None`` for
+        no label."""
+        if isinstance(label, _Unset):
+            label = self._user_agent
+        return await super().login(user, label=label)
 
 
 class Sessions:
@@ -149,7 +175,7 @@ class Sessions:
             check_store_serving(self.store)
         headers = context.request_websocket.headers
         if self.id_header is not None:
-            found = Session.from_id_header(
+            found = _RequestSession.from_id_header(
                 self.store,
                 headers.getlist(self.id_header),
                 id_header=self.id_header,
@@ -158,13 +184,16 @@ class Sessions:
                 expiry=self.expiry,
             )
         else:
-            found = Session.from_cookie_header(
+            found = _RequestSession.from_cookie_header(
                 self.store,
                 "; ".join(headers.getlist("Cookie")),
                 cookie=self.cookie,
                 serializer=self.serializer,
                 expiry=self.expiry,
             )
+        assert isinstance(found, _RequestSession)
+        agent = headers.get("User-Agent")
+        found._user_agent = None if not agent else agent[:LABEL_CHARS]
         if state.get(_ACCEPTED):
             found.freeze_id(_FROZEN_REASON)
         state[_SESSION] = found
