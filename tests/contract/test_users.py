@@ -169,6 +169,9 @@ async def test_reprs_and_listings_never_show_ids_or_users(store: SessionStore, c
     (us,) = await s.user_sessions()
     text = repr(us) + str(us) + repr(s) + repr(await s.user_sessions())
     assert str(s.id) not in text
+    assert repr(s.id.bytes) not in text
+    assert s.id.bytes.hex() not in text
+    assert str(s.id)[4:] not in text  # (a Redis key splits the id around its hash tag)
     assert SECRET_USER not in text
     assert "Firefox" in text
     assert "current=True" in text
@@ -219,6 +222,8 @@ async def test_revoke_others_keeps_only_the_current_session(
     mine = await logged_in(store, "alice")
     others = [await logged_in(store, "alice") for _ in range(3)]
     bob = await logged_in(store, "bob")
+    for other in others:  # (a layered store now holds hot copies: revoking ends them too)
+        assert await other.get("data") == 1
     assert await mine.revoke_others() == 3
     for other in others:
         assert not await alive(store, other.id)
@@ -247,9 +252,11 @@ async def test_user_session_revoke(store: SessionStore, clock: Any) -> None:
     other = await logged_in(store, "alice", "other")
     listed = await mine.user_sessions()
     (theirs,) = [us for us in listed if not us.current]
+    assert await other.get("data") == 1
     assert await theirs.revoke()
     assert not await theirs.revoke()
     assert not await alive(store, other.id)
+    assert await other.get("data") is None
     assert await alive(store, mine.id)
     assert [us.label for us in await mine.user_sessions()] == ["mine"]
 
@@ -300,9 +307,11 @@ async def test_a_touched_session_outlives_its_login_lifetime(
     for _ in range(3):
         await pass_time(1)
         assert await s.touch()
-    assert len(await store.user_sessions("alice")) == 1
-    other = await logged_in(store, "alice")  # a login prunes the index too
+    other = await logged_in(store, "alice")  # a login prunes due entries: not this one
     assert len(await other.user_sessions()) == 2
+    await pass_time(1)
+    assert await s.touch()
+    assert len(await store.user_sessions("alice")) == 2  # a listing prunes too
     assert await store.revoke_user("alice") == 2
     assert not await alive(store, s.id)
 
@@ -349,11 +358,14 @@ async def test_cancelled_logins_never_escape_the_index(
     store: SessionStore, clock: Any, kit: Any
 ) -> None:
     """Logins cancelled at random points (after a random number of scheduling rounds, and on
-    servers a random few milliseconds) never leave a logged-in session its index misses."""
+    servers a random few milliseconds) never leave a logged-in session its index misses:
+    through ``Session.login`` (which shields the store call once sent) and through the store
+    call itself (unshielded: cancelled between its steps too)."""
     rng = random.Random(17)
     made: list[Session] = []
+    moved: list[SessionId] = []
     cancelled = 0
-    for _ in range(60):
+    for i in range(80):
         s = new(store)
         await s.update("data", 1)
         made.append(s)
@@ -370,22 +382,27 @@ async def test_cancelled_logins_never_escape_the_index(
         with trio.CancelScope() as scope:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(cancel_later, scope, rounds, wait)
-                await s.login("alice")
+                if i % 2:
+                    await s.login("alice")
+                else:
+                    assert s.id is not None
+                    moved.append(s.id.regenerate())
+                    await store.login(s.id, moved[-1], "alice", None, 600)
                 returned = True
                 await trio.sleep_forever()  # until cancelled
         cancelled += not returned
     assert cancelled > 5, f"only {cancelled} logins were cancelled before they returned"
     # Whatever was cancelled where: every live logged-in session is found by revoke_user.
     logged = 0
-    for s in made:
-        for sid in {s.id, _settled_target(s)}:
-            if sid is not None and await new(store, sid).user() == "alice":
-                logged += 1
+    candidates = {s.id for s in made} | {_settled_target(s) for s in made} | set(moved)
+    for sid in candidates:
+        if sid is not None and await new(store, sid).user() == "alice":
+            logged += 1
     assert logged > 0
     assert len(await store.user_sessions("alice")) == logged
     assert await store.revoke_user("alice") == logged
-    for s in made:
-        assert await new(store, s.id).user() is None
+    for sid in candidates:
+        assert await new(store, sid).user() is None
 
 
 def _settled_target(s: Session) -> SessionId | None:
