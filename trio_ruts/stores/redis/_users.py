@@ -26,14 +26,21 @@ if TYPE_CHECKING:
 
 
 def single_server(store: RedisStore) -> bool:
-    """Whether the store talks to one server (scripts may reach any key), not a cluster."""
+    """Whether the store talks to one server (scripts may reach any key), not a cluster;
+    known once the store is open (a closed store's calls fail before they need it)."""
+    found: bool | None = store.__dict__.get("_single_server")
+    if found is not None:
+        return found
     from ._transport._cluster import Cluster
 
     transport = store._transport
-    if isinstance(transport, Cluster):
-        return False
     client = getattr(transport, "_client", None)
-    return client is None or "Cluster" not in type(client).__name__
+    found = not isinstance(transport, Cluster) and (
+        client is None or "Cluster" not in type(client).__name__
+    )
+    if store.is_open:
+        store.__dict__["_single_server"] = found
+    return found
 
 
 def user_key(store: RedisStore, user: str) -> bytes:
