@@ -503,6 +503,8 @@ class SessionStore(abc.ABC):
         Cancellation: each session is either ended or untouched; run it again to finish.
         """
         check_user(user)
+        if keep is not None and not isinstance(keep, SessionId):
+            raise TypeError("keep must be a SessionId or None; use SessionId.parse() on text")
         return len(await self._end_user_sessions(user, keep=keep))
 
     async def login(

@@ -132,6 +132,8 @@ async def test_bad_users_and_labels_are_refused_without_echo(
         await store.user_sessions(long_user)
     with pytest.raises(InvalidField):
         await store.revoke_user("")
+    with pytest.raises(TypeError):
+        await store.revoke_user("alice", keep=str(sid))  # type: ignore[arg-type]
     assert s.id == sid
     assert await s.user() is None
     assert await s.get("a") == 1
