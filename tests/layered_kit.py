@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import trio
 
 from trio_ruts import SessionId, StoreError
+from trio_ruts._ids import SessionRef
 from trio_ruts.stores import (
     CacheEntry,
     CacheRead,
@@ -134,6 +135,9 @@ class Faulty(SessionStore, HotLayer):
         if not kw.get("ordered", True):  # a change whose mark ran beside its cold write
             self.calls["cache_settle beside"] += 1
         return await self._call("cache_settle", partial(self._hot.cache_settle, *args, **kw))
+
+    async def cache_forget(self, ref: SessionRef) -> None:
+        await self._call("cache_forget", partial(self._hot.cache_forget, ref))
 
     async def cache_fill(
         self, id: SessionId, lease: int, entries: Sequence[CacheEntry], ttl: int

@@ -218,6 +218,30 @@ async def test_failing_hot_layer_still_succeeds(autojump_clock: MockClock) -> No
         assert await hot.inner.get_all(s.id) is None  # type: ignore[arg-type]
 
 
+async def test_a_revocation_the_hot_layer_misses_is_dropped_from_hot_later(
+    autojump_clock: MockClock,
+) -> None:
+    # The index lives in cold, which knows revoked sessions by ref, not id: their hot
+    # copies are dropped by ref, and one the hot layer missed stays dirty (reads skip it)
+    # until the hot layer answers again.
+    hot = Faulty()
+    async with LayeredStore(hot, MemoryStore(), hot_retry=0.5) as layered:
+        s = Session(layered, cookie=COOKIE)
+        await s.update("v", 1)
+        await s.login("alice")
+        assert s.id is not None
+        assert await Session(layered, s.id).get("v") == 1
+        assert await fields_of(hot.inner, s.id) == {"v": 1}
+        hot.fail = True
+        assert await layered.revoke_user("alice") == 1
+        assert await fields_of(hot.inner, s.id) == {"v": 1}  # missed: still in hot
+        hot.fail = False
+        assert await Session(layered, s.id).get("v") is None  # not served from hot
+        await trio.sleep(1)
+        assert await hot.inner.get_all(s.id) is None  # type: ignore[arg-type]
+        assert hot.calls["cache_forget"] >= 2
+
+
 async def test_failing_cold_write_leaves_nothing_in_hot(autojump_clock: MockClock) -> None:
     hot, cold = Faulty(), Faulty()
     async with LayeredStore(hot, cold, hot_timeout=1.0) as layered:

@@ -71,7 +71,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from ._ids import SessionId
+from ._ids import SessionId, SessionRef
 
 
 class Marker(enum.Enum):
@@ -189,6 +189,12 @@ class HotLayer(abc.ABC):
         (``epoch`` given) off the in-flight count; if not, count one more change in flight for
         ``hold`` seconds. Bumps the epoch.
         """
+
+    @abc.abstractmethod
+    async def cache_forget(self, ref: SessionRef) -> None:
+        """Drop the hot copy of the session ``ref`` addresses and bump its epoch (past any
+        fill's lease), as a settle of a change without an entry would: the session ended in
+        cold by a path that knows no id (a revocation through a per-user index)."""
 
     @abc.abstractmethod
     async def cache_fill(

@@ -10,7 +10,7 @@ import importlib
 import re
 import secrets
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from ._errors import InvalidSessionId
 
@@ -127,6 +127,21 @@ class SessionId:
 
     def __reduce__(self) -> tuple[object, ...]:
         raise TypeError("session ids are credentials and are not pickled")
+
+
+class SessionRef(NamedTuple):
+    """How a store that holds no ids addresses a session: its hash tag (the id's first four
+    characters: 24 bits, shared by every id a session is renamed to, so not usable as a
+    cookie) and :func:`id_digest`. A per-user index hands these to a LayeredStore, which
+    drops the revoked sessions' hot copies by them."""
+
+    tag: str
+    digest: bytes
+
+
+def session_ref(id: SessionId) -> SessionRef:
+    """The :class:`SessionRef` of ``id``."""
+    return SessionRef(id.tag, id_digest(id))
 
 
 def id_digest(id: SessionId) -> bytes:

@@ -44,7 +44,7 @@ from typing import Any, Final, Self
 import trio
 
 from ._errors import StoreNotOpen, UsersNotSupported
-from ._ids import SessionId
+from ._ids import SessionId, SessionRef
 from ._users import UserEntry, UserSession, check_user, wrap
 
 #: Hot copies of persistent fields expire after this long unless configured otherwise.
@@ -546,7 +546,7 @@ class SessionStore(abc.ABC):
         """
         raise UsersNotSupported(f"{type(self).__name__} keeps no per-user index")
 
-    def _session_id_of(self, ref: Any) -> SessionId | None:
-        """The id of the session an internal reference addresses, where the store can tell
+    def _session_ref_of(self, ref: Any) -> SessionRef | None:
+        """How another store addresses the session an internal reference of this one names
         (a LayeredStore drops the hot copies of revoked sessions by it)."""
         return None

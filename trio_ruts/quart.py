@@ -35,10 +35,10 @@ from quart_trio import QuartTrio
 from ._cookies import CookieOptions, CookieOptionsBuilder, as_cookie_options
 from ._errors import SessionStateError, SessionUsageError
 from ._expiry import Expiry, default_expiry
+from ._ids import SessionId
 from ._quart_session import ServerSession as ServerSession
 from ._quart_session import ServerSessionInterface as ServerSessionInterface
 from ._quart_session import check_store_serving
-from ._ids import SessionId
 from ._serializers import Serializer
 from ._session import Session
 from ._store import SessionStore

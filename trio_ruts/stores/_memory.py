@@ -12,7 +12,7 @@ import trio
 
 from .._cache import CacheEntry, CacheRead, HotLayer, Marker, Settled, next_floor, settles
 from .._errors import SessionIdCollision
-from .._ids import SessionId
+from .._ids import SessionId, SessionRef, id_digest, session_ref
 from .._ints import incremented
 from .._store import (
     FieldRecord,
@@ -463,8 +463,8 @@ class MemoryStore(SessionStore, HotLayer):
             del index[key]
         return ended
 
-    def _session_id_of(self, ref: Any) -> SessionId | None:
-        return SessionId(ref)
+    def _session_ref_of(self, ref: Any) -> SessionRef | None:
+        return session_ref(SessionId(ref))
 
     # -- the hot-layer protocol (see trio_ruts._cache) ---------------------------------------
 
@@ -565,6 +565,17 @@ class MemoryStore(SessionStore, HotLayer):
             self._install(key, entry, now)
         state.epoch = next(self._epochs)
         return Settled(install, state.floor is not None)
+
+    async def cache_forget(self, ref: SessionRef) -> None:
+        self._check_open()
+        await trio.lowlevel.checkpoint()
+        # Keyed by id here: find it (a revocation is rare; a scan of what is cached).
+        for key in {*self._sessions, *self._cache}:
+            if id_digest(SessionId(key)) == ref.digest:
+                state = self._state(key)
+                state.floor = next_floor(state.floor, None, ordered=True, alone=False, known=True)
+                self._drop(key, None)
+                state.epoch = next(self._epochs)
 
     async def cache_fill(
         self, id: SessionId, lease: int, entries: Sequence[CacheEntry], ttl: int

@@ -31,7 +31,7 @@ import trio
 
 from .._cache import CacheEntry, HotLayer, Marker, Settled
 from .._errors import SessionError, StoreError, StoreTimeout
-from .._ids import SessionId
+from .._ids import SessionId, SessionRef, session_ref
 from .._store import (
     DEFAULT_HOT_TTL_CAP,
     Placement,
@@ -167,6 +167,9 @@ class LayeredStore(SessionStore):
         # Sessions whose hot copies must be dropped, and whether to hold them (a change whose
         # cold outcome is unknown may still land).
         self._dirty: dict[bytes, bool] = {}
+        # Sessions revoked through a per-user index (known by ref, not id) whose hot copies
+        # must be dropped.
+        self._dirty_refs: dict[SessionRef, None] = {}
         self._dirty_event = trio.Event()
         self._settling = 0  # hot endings (and marks beside cold calls) in the background
         self._waiting_cold = 0  # of those, marks waiting for their cold call to end
@@ -199,7 +202,7 @@ class LayeredStore(SessionStore):
             while self._settling > self._waiting_cold:
                 await self._settled.wait()
         with trio.move_on_after(4 * self._hot_timeout):
-            while self._dirty and await self._drop_one() is not None:
+            while (self._dirty or self._dirty_refs) and await self._drop_one() is not None:
                 pass
 
     async def _invalidator(self) -> None:
@@ -207,7 +210,7 @@ class LayeredStore(SessionStore):
         while True:
             await self._dirty_event.wait()
             self._dirty_event = trio.Event()
-            while self._dirty:
+            while self._dirty or self._dirty_refs:
                 # After a failure, try again within hot_timeout (not hot_retry: hot may be
                 # fine, and other app servers may be reading the stale copy meanwhile).
                 now = trio.current_time()
@@ -216,6 +219,14 @@ class LayeredStore(SessionStore):
 
     async def _drop_one(self) -> _Hot | None:
         """Drop the hot copy of one dirty session; it stays dirty if that fails."""
+        if self._dirty_refs:
+            ref = next(iter(self._dirty_refs))
+            del self._dirty_refs[ref]
+            forgot = await self._hot(self._cache.cache_forget, ref)
+            if forgot is None:
+                self._dirty_refs[ref] = None
+                self._dirty_event.set()
+            return forgot
         key, hold = next(iter(self._dirty.items()))
         del self._dirty[key]  # a session made dirty again meanwhile is dropped again
         dropped = await self._hot(self._drop, SessionId(key), hold)
@@ -228,7 +239,9 @@ class LayeredStore(SessionStore):
     def _hot_usable(self, id: SessionId) -> bool:
         """Whether a read of ``id`` may try hot: not while backing off after a hot failure,
         nor while the session's hot copy waits to be dropped."""
-        return trio.current_time() >= self._hot_skip_until and id.bytes not in self._dirty
+        if trio.current_time() < self._hot_skip_until or id.bytes in self._dirty:
+            return False
+        return not self._dirty_refs or session_ref(id) not in self._dirty_refs
 
     def _mark_dirty(self, id: SessionId, *, hold: bool = False) -> None:
         self._floored.pop(id.bytes, None)  # the drop forgets the floor in hot
@@ -750,12 +763,16 @@ class LayeredStore(SessionStore):
         self._check_open()
         ended = await self._cold(partial(self.cold._end_user_sessions, user, only=only, keep=keep))
         # Cold no longer holds them: drop their hot copies (a fill that read cold before the
-        # revocation holds an older lease, which the drop moves past).
+        # revocation holds an older lease, which the drop moves past). Cold knows them by
+        # ref (it holds no ids); one the hot layer misses stays dirty until dropped.
         for ref in ended:
-            id = self.cold._session_id_of(ref)
-            if id is not None:
-                await self._settle(id, None, None, None)
+            address = self.cold._session_ref_of(ref)
+            if address is None:
+                continue
+            if await self._hot(self._cache.cache_forget, address) is None:
+                self._dirty_refs[address] = None
+                self._dirty_event.set()
         return ended
 
-    def _session_id_of(self, ref: Any) -> SessionId | None:
-        return self.cold._session_id_of(ref)
+    def _session_ref_of(self, ref: Any) -> SessionRef | None:
+        return self.cold._session_ref_of(ref)

@@ -791,16 +791,16 @@ _WRITE_V6 = _patched(
 # its session or miss one.
 _USERS_V9 = """
 ALTER TABLE {sessions} ADD COLUMN user_hash bytea, ADD COLUMN user_id text,
-  ADD COLUMN label text, ADD COLUMN idle integer NOT NULL DEFAULT 0;
+  ADD COLUMN label text, ADD COLUMN idle integer NOT NULL DEFAULT 0, ADD COLUMN tag text;
 CREATE INDEX {sessions_user_idx} ON {sessions} (user_hash) WHERE user_hash IS NOT NULL;
 CREATE FUNCTION {login}(p_old bytea, p_new bytea, p_hash bytea, p_user text, p_label text,
-  p_idle integer) RETURNS integer LANGUAGE plpgsql AS $$
+  p_idle integer, p_tag text) RETURNS integer LANGUAGE plpgsql AS $$
 DECLARE v_ttl integer;
 BEGIN
   v_ttl := {rename}(p_old, p_new);
   IF v_ttl IS NULL THEN RETURN NULL; END IF;
-  UPDATE {sessions} SET user_hash = p_hash, user_id = p_user, label = p_label, idle = p_idle
-    WHERE id = p_new;
+  UPDATE {sessions} SET user_hash = p_hash, user_id = p_user, label = p_label, idle = p_idle,
+    tag = p_tag WHERE id = p_new;
   RETURN v_ttl;
 END $$;
 """
@@ -926,7 +926,7 @@ class Queries:
             f"s.expires_at > now() AND EXISTS (SELECT 1 FROM {m['fields']} f "
             f"WHERE f.session_id = s.id AND (f.expires_at IS NULL OR f.expires_at > now()))"
         )
-        self.login = f"SELECT {m['login']}($1, $2, $3, $4, $5, $6)"
+        self.login = f"SELECT {m['login']}($1, $2, $3, $4, $5, $6, $7)"
         self.session_user = f"SELECT s.user_id FROM {m['sessions']} s WHERE s.id = $1 AND {live}"
         # Seconds to the expiry (NULL: persistent), and the database's now().
         self.user_sessions = (
@@ -938,7 +938,7 @@ class Queries:
         self.end_user_sessions = (
             f"DELETE FROM {m['sessions']} s WHERE s.user_hash = $1 "
             f"AND ($2::bytea[] IS NULL OR s.id = ANY($2::bytea[])) "
-            f"AND s.id IS DISTINCT FROM $3::bytea AND {live} RETURNING s.id"
+            f"AND s.id IS DISTINCT FROM $3::bytea AND {live} RETURNING s.id, s.tag"
         )
 
     def _lifetimes(self, m: dict[str, str]) -> None:

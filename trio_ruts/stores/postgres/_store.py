@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import trio
 
 from ..._errors import SessionError, SessionIdCollision, StoreError, StoreTimeout
-from ..._ids import SessionId, id_digest
+from ..._ids import SessionId, SessionRef, id_digest
 from ..._ints import not_an_integer, out_of_range
 from ..._limits import MAX_TTL
 from ..._store import (
@@ -528,7 +528,7 @@ class PostgresStore(SessionStore):
     async def login(
         self, old: SessionId, new: SessionId, user: str, label: str | None, idle: int
     ) -> int | None:
-        args = (id_digest(old), id_digest(new), user_hash(user), user, label, _clamp(idle))
+        args = (id_digest(old), id_digest(new), user_hash(user), user, label, _clamp(idle), new.tag)
         ttl = await self._call("fetchval", self._queries.login, *args)
         return None if ttl is None else int(ttl)
 
@@ -556,10 +556,11 @@ class PostgresStore(SessionStore):
         spare = None if keep is None else id_digest(keep)
         query = self._queries.end_user_sessions
         rows = await self._call("fetch", query, user_hash(user), only, spare)
-        return [bytes(row[0]) for row in rows]
+        # The tag too: with the digest, it addresses the session in a RedisStore hot layer.
+        return [SessionRef(row[1] or "", bytes(row[0])) for row in rows]
 
-    def _session_id_of(self, ref: Any) -> SessionId | None:
-        return SessionId(ref)
+    def _session_ref_of(self, ref: Any) -> SessionRef | None:
+        return ref if isinstance(ref, SessionRef) and ref.tag else None
 
     async def _raw_key_columns(self) -> list[bytes]:
         """Every session id and user hash in the table (tests check what it holds)."""

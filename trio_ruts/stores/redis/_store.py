@@ -12,7 +12,7 @@ import trio
 
 from ..._cache import CacheEntry, CacheRead, HotLayer, Marker, Settled
 from ..._errors import SerializationError, SessionIdCollision, StoreError
-from ..._ids import TAG_BYTES, TAG_CHARS, SessionId, id_digest
+from ..._ids import TAG_BYTES, TAG_CHARS, SessionId, SessionRef, id_digest
 from ..._ints import not_an_integer, out_of_range
 from ..._map import CorruptValue
 from ..._store import (
@@ -25,8 +25,8 @@ from ..._store import (
     Write,
     WriteResult,
 )
-from .._extras import require
 from ..._users import UserEntry
+from .._extras import require
 from . import _scripts as scripts
 from . import _users as users
 from ._transport import (
@@ -188,6 +188,26 @@ class RedisStore(SessionStore, HotLayer):
         whole id), so no key holds a usable id."""
         digest = base64.urlsafe_b64encode(id_digest(id))[:_DIGEST_CHARS]
         return b"".join((self._prefix, b"{", str(id).encode("ascii")[:TAG_CHARS], b"}", digest))
+
+    def _ref_key(self, ref: SessionRef) -> bytes:
+        """:meth:`key` of the session ``ref`` addresses."""
+        digest = base64.urlsafe_b64encode(ref.digest)[:_DIGEST_CHARS]
+        return b"".join((self._prefix, b"{", ref.tag.encode("ascii"), b"}", digest))
+
+    def _key_ref(self, key: bytes) -> SessionRef | None:
+        """The :class:`SessionRef` a session key was made from, or ``None``."""
+        rest = key[len(self._prefix) :]
+        if (
+            not key.startswith(self._prefix)
+            or rest[:1] != b"{"
+            or rest[1 + TAG_CHARS :][:1] != b"}"
+        ):
+            return None
+        try:
+            digest = base64.urlsafe_b64decode(rest[2 + TAG_CHARS :] + b"=")
+            return SessionRef(rest[1 : 1 + TAG_CHARS].decode("ascii"), digest)
+        except (ValueError, UnicodeDecodeError):
+            return None
 
     def _raise_for(self, reply: Any, what: str, field: str | None = None) -> None:
         if isinstance(reply, ReplyError):
@@ -361,8 +381,8 @@ class RedisStore(SessionStore, HotLayer):
     ) -> list[Any]:
         return await users.end(self, user, only, keep)
 
-    def _session_id_of(self, ref: Any) -> SessionId | None:
-        return users.session_id_of(self, ref)
+    def _session_ref_of(self, ref: Any) -> SessionRef | None:
+        return self._key_ref(ref)
 
     def _user_key(self, user: str) -> bytes:
         return users.user_key(self, user)
@@ -417,6 +437,11 @@ class RedisStore(SessionStore, HotLayer):
         )
         done = int(await self._run(scripts.CACHE_SETTLE, (self.key(id),), args, False))
         return Settled(bool(done & 1), bool(done & 2))
+
+    async def cache_forget(self, ref: SessionRef) -> None:
+        # A settle of a change without an entry, its outcome known, by the ref's key.
+        args = (b"", b"", b"1", *_entry_args(None), 0, _seed(), b"", b"1")
+        await self._run(scripts.CACHE_SETTLE, (self._ref_key(ref),), args, False)
 
     async def cache_fill(
         self, id: SessionId, lease: int, entries: Sequence[CacheEntry], ttl: int

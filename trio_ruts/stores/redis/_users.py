@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ..._ids import TAG_CHARS, SessionId
+from ..._ids import SessionId
 from ..._users import PENDING_GRACE, UserEntry, last_seen, user_hash
 from . import _user_scripts as scripts
 
@@ -47,18 +47,6 @@ def user_key(store: RedisStore, user: str) -> bytes:
     """The key of a user's index: the prefix, ``user:``, the user id's SHA-256 (base64url)."""
     digest = base64.urlsafe_b64encode(user_hash(user)).rstrip(b"=")
     return store._prefix + b"user:" + digest
-
-
-def session_id_of(store: RedisStore, key: bytes) -> SessionId | None:
-    """The id a session key was made from (``RedisStore.key``), or ``None``."""
-    rest = key[len(store._prefix) :]
-    if not key.startswith(store._prefix) or rest[:1] != b"{":
-        return None
-    text = rest[1 : 1 + TAG_CHARS] + rest[2 + TAG_CHARS :]
-    try:
-        return SessionId.parse(text.decode("ascii"))
-    except (UnicodeDecodeError, ValueError):
-        return None
 
 
 def _entry(
