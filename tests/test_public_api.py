@@ -32,6 +32,7 @@ def test_root_exports() -> None:
         "StoreNotOpen",
         "StoreTimeout",
         "UserSession",
+        "UsersNotSupported",
     }
     for name in trio_ruts.__all__:
         assert getattr(trio_ruts, name) is not None
@@ -48,6 +49,7 @@ def test_error_tree() -> None:
         "StoreNotOpen",
         "SessionStateError",
         "SessionUsageError",
+        "UsersNotSupported",
     ):
         assert issubclass(getattr(trio_ruts, name), trio_ruts.SessionError)
     assert issubclass(trio_ruts.StoreTimeout, trio_ruts.StoreError)

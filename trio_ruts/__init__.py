@@ -13,6 +13,7 @@ from ._errors import SessionUsageError as SessionUsageError
 from ._errors import StoreError as StoreError
 from ._errors import StoreNotOpen as StoreNotOpen
 from ._errors import StoreTimeout as StoreTimeout
+from ._errors import UsersNotSupported as UsersNotSupported
 from ._expiry import Expiry as Expiry
 from ._ids import SessionId as SessionId
 from ._map import SessionMap as SessionMap
@@ -50,4 +51,5 @@ __all__ = [
     "StoreNotOpen",
     "StoreTimeout",
     "UserSession",
+    "UsersNotSupported",
 ]
