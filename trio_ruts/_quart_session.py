@@ -59,6 +59,35 @@ def not_serving(store: SessionStore) -> StoreNotOpen:
     )
 
 
+def request_session(
+    kind: type[Session],
+    store: SessionStore,
+    headers: Any,
+    id_header: str | None,
+    cookie: CookieOptions,
+    serializer: Serializer | None,
+    expiry: Expiry | None,
+) -> Session:
+    """The session a request's headers name (a ``kind``): by ``id_header`` when given, else
+    by the ``Cookie`` header."""
+    if id_header is not None:
+        return kind.from_id_header(
+            store,
+            headers.getlist(id_header),
+            id_header=id_header,
+            cookie=cookie,
+            serializer=serializer,
+            expiry=expiry,
+        )
+    return kind.from_cookie_header(
+        store,
+        "; ".join(headers.getlist("Cookie")),
+        cookie=cookie,
+        serializer=serializer,
+        expiry=expiry,
+    )
+
+
 class ServerSession(SessionMixin):
     """Quart's ``session`` dict, backed by a :class:`~trio_ruts.Session`.
 
@@ -343,24 +372,15 @@ class ServerSessionInterface(SessionInterface):
                 # Raised here, it would escape Quart's error handling (the request context
                 # is not pushed yet): the handler's first use of the session raises it.
                 unusable = exc
-        headers = request.headers
-        if self.id_header is not None:
-            found = Session.from_id_header(
-                self.store,
-                headers.getlist(self.id_header),
-                id_header=self.id_header,
-                cookie=self.cookie,
-                serializer=self.serializer,
-                expiry=self.expiry,
-            )
-        else:
-            found = Session.from_cookie_header(
-                self.store,
-                "; ".join(headers.getlist("Cookie")),
-                cookie=self.cookie,
-                serializer=self.serializer,
-                expiry=self.expiry,
-            )
+        found = request_session(
+            Session,
+            self.store,
+            request.headers,
+            self.id_header,
+            self.cookie,
+            self.serializer,
+            self.expiry,
+        )
         if found.id is not None and unusable is None:
             # The first use of the dict loads it from synchronous code (session["user"]):
             # greenback lets that code await the store in this task.

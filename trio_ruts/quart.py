@@ -38,7 +38,7 @@ from ._expiry import Expiry, default_expiry
 from ._ids import SessionId
 from ._quart_session import ServerSession as ServerSession
 from ._quart_session import ServerSessionInterface as ServerSessionInterface
-from ._quart_session import check_store_serving
+from ._quart_session import check_store_serving, request_session
 from ._serializers import Serializer
 from ._session import Session
 from ._store import SessionStore
@@ -174,23 +174,15 @@ class Sessions:
         if not self.store.is_open:
             check_store_serving(self.store)
         headers = context.request_websocket.headers
-        if self.id_header is not None:
-            found = _RequestSession.from_id_header(
-                self.store,
-                headers.getlist(self.id_header),
-                id_header=self.id_header,
-                cookie=self.cookie,
-                serializer=self.serializer,
-                expiry=self.expiry,
-            )
-        else:
-            found = _RequestSession.from_cookie_header(
-                self.store,
-                "; ".join(headers.getlist("Cookie")),
-                cookie=self.cookie,
-                serializer=self.serializer,
-                expiry=self.expiry,
-            )
+        found = request_session(
+            _RequestSession,
+            self.store,
+            headers,
+            self.id_header,
+            self.cookie,
+            self.serializer,
+            self.expiry,
+        )
         assert isinstance(found, _RequestSession)
         agent = headers.get("User-Agent")
         found._user_agent = None if not agent else agent[:LABEL_CHARS]

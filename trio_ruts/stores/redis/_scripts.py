@@ -99,6 +99,19 @@ local function live(key)
 end
 """
 
+# A logged-in session that moved keeps its user's index entry (see _user_scripts), in the
+# same step on a single server (``single``: the script's argument says so); on a Redis
+# Cluster the store wrote the new entry before the move.
+_REINDEX = r"""
+local function reindex(old, new, single)
+  local ix = single and redis.call('HGET', new, '\0U')
+  if not ix then return end
+  local p = redis.call('PTTL', new)
+  redis.call('ZADD', ix, now_ms() + (p < 0 and 86400000 or p), new)
+  redis.call('ZREM', ix, old)
+end
+"""
+
 _LIFETIMES = r"""
 -- The absolute cap: ms from now to the session's creation time plus abs seconds, or nil
 -- without a cap. A session written by an earlier release has no creation time: it is
@@ -330,16 +343,8 @@ local incr, fmt = ARGV[12], ARGV[13]
 -- The absolute cap in seconds ('' for none).
 local abs = tonumber(ARGV[14])
 
--- A logged-in session that moved keeps its user's index entry (see _user_scripts), in this
--- step on a single server (ARGV[15] == '1'); on a Redis Cluster the store wrote the new entry
--- before the move.
-local function reindex(old, new)
-  local ix = ARGV[15] == '1' and redis.call('HGET', new, '\0U')
-  if not ix then return end
-  local p = redis.call('PTTL', new)
-  redis.call('ZADD', ix, now_ms() + (p < 0 and 86400000 or p), new)
-  redis.call('ZREM', ix, old)
-end
+-- ARGV[15]: '1' on a single server (a logged-in session's index entry moves in this step).
+local single = ARGV[15] == '1'
 
 -- An id the store does not hold is never adopted: nothing is written (ttl -3), and the
 -- caller creates the session again under a wholly fresh id.
@@ -382,7 +387,7 @@ local key = fresh
 if has then
   if rename then
     redis.call('RENAME', cur, fresh)
-    reindex(cur, fresh)
+    reindex(cur, fresh, single)
   else
     key = cur
   end
@@ -595,22 +600,13 @@ return math.ceil((new or pttl) / 1000)
 
 # ARGV[2]: '1' on a single server (the index entry of a logged-in session moves with it).
 _RENAME = r"""
--- A logged-in session that moved keeps its user's index entry (see _user_scripts), in this
--- step on a single server (ARGV[2] == '1'); on a Redis Cluster the store wrote the new entry
--- before the move.
-local function reindex(old, new)
-  local ix = ARGV[2] == '1' and redis.call('HGET', new, '\0U')
-  if not ix then return end
-  local p = redis.call('PTTL', new)
-  redis.call('ZADD', ix, now_ms() + (p < 0 and 86400000 or p), new)
-  redis.call('ZREM', ix, old)
-end
+local single = ARGV[2] == '1'
 if live(KEYS[1]) == 0 then return -3 end
 if live(KEYS[2]) > 0 then
   return redis.error_reply('COLLISION the new session id is already in use')
 end
 redis.call('RENAME', KEYS[1], KEYS[2])
-reindex(KEYS[1], KEYS[2])
+reindex(KEYS[1], KEYS[2], single)
 return redis.call('TTL', KEYS[2])
 """
 
@@ -789,10 +785,10 @@ def _script(name: str, body: str) -> Script:
     return Script(name, (_PRELUDE + body).encode())
 
 
-WRITE = _script("write", _LIFETIMES + _WRITE)
+WRITE = _script("write", _LIFETIMES + _REINDEX + _WRITE)
 # The same write with the integer arithmetic defined: increments only, so that other writes
 # do not pay for defining it on every call.
-WRITE_INCR = _script("write_incr", _LIFETIMES + _INTS + _WRITE)
+WRITE_INCR = _script("write_incr", _LIFETIMES + _INTS + _REINDEX + _WRITE)
 GET = _script("get", _GET)
 TOUCH_GET = Script(
     "touch_get",
@@ -810,7 +806,7 @@ TOUCH = _script("touch", _LIFETIMES + _TOUCH)
 REMOVE = _script("remove", _REMOVE)
 DELETE = _script("delete", _DELETE)
 EXPIRE = _script("expire", _LIFETIMES + _EXPIRE)
-RENAME = _script("rename", _RENAME)
+RENAME = _script("rename", _REINDEX + _RENAME)
 CACHE_READ = _script("cache_read", _CACHE_PRELUDE + _CACHE_READ)
 CACHE_MARK = _script("cache_mark", _CACHE_PRELUDE + _CACHE_MARK)
 CACHE_SETTLE = _script("cache_settle", _CACHE_PRELUDE + _CACHE_SETTLE)
