@@ -30,6 +30,7 @@ from ._store import Placement, Removal, SessionStore, Touch, Write, WriteResult
 from ._strategy import unwrap
 from ._tokens import IdHeader, as_id_header
 from ._users import UserSession, check_label, check_user
+from ._watch import Watch
 
 T = TypeVar("T")
 
@@ -123,6 +124,7 @@ class Session:
         "_store",
         "_unsettled",
         "_verified",
+        "_watches",
     )
 
     def __init__(
@@ -157,6 +159,7 @@ class Session:
         self._frozen: str | None = None  # why the id may no longer change
         self._id_header: IdHeader | None = None  # header mode: the id travels in this header
         self._origin: SessionId | None = None  # header mode: the id the request came with
+        self._watches: _Watches | None = None  # open watches (see watch())
 
     @classmethod
     def from_cookie_header(
@@ -575,6 +578,7 @@ class Session:
             # The client's id was unknown (or expired meanwhile): the data went to a new id.
             self._check_not_frozen()
             self._id = result.id
+            self._watch_follow()
         self._verified = True
         if result.written or moved:
             self._mark_set(result.ttl)
@@ -766,6 +770,7 @@ class Session:
                 self._pending = None
                 self._verified = True
                 self._mark_set(ttl)
+                self._watch_follow()
             await trio.lowlevel.checkpoint_if_cancelled()  # the caller's, held back by the shield
             return None if ttl is None else new
 
@@ -779,14 +784,21 @@ class Session:
         and the next call of this session settles it (see :meth:`_settle_locked`).
         """
         await trio.lowlevel.checkpoint_if_cancelled()
-        with trio.move_on_after(RENAME_TIMEOUT, shield=True):
-            try:
-                return await call()
-            except SessionIdCollision:
-                raise  # nothing changed
-            except BaseException:
-                self._unsettle(target)
-                raise
+        watches = self._watches
+        if watches is not None:
+            watches.renaming += 1  # our own rename's notification ends none of our watches
+        try:
+            with trio.move_on_after(RENAME_TIMEOUT, shield=True):
+                try:
+                    return await call()
+                except SessionIdCollision:
+                    raise  # nothing changed
+                except BaseException:
+                    self._unsettle(target)
+                    raise
+        finally:
+            if watches is not None:
+                watches.renaming -= 1
         self._unsettle(target)
         await trio.lowlevel.checkpoint_if_cancelled()
         raise StoreTimeout(
@@ -822,6 +834,7 @@ class Session:
             self._id = target
             self._verified = True
             self._mark_set(record.ttl)
+            self._watch_follow()
 
     def prepare_regenerate(self) -> SessionId:
         """Choose a new id now; the next write (``insert``, ``update``, ``update_if``,
@@ -884,6 +897,7 @@ class Session:
                 self._pending = None
                 self._verified = True
                 self._mark_set(ttl)
+                self._watch_follow()  # our own login moves our watches with the session
                 await trio.lowlevel.checkpoint_if_cancelled()
                 return new
         raise StoreError(f"{type(self._store).__name__} lost the session three times during login")
@@ -931,6 +945,45 @@ class Session:
             return 0
         return await self._store.revoke_user(user, keep=self._id)
 
+    # -- live revocation -------------------------------------------------------------------------
+
+    def watch(self) -> Watch:
+        """Watch the session: ``async with session.watch() as w:`` runs its body until the
+        session ends elsewhere (deleted, revoked, renamed by another request, or expired),
+        then cancels the body; ``w.reason`` says why (``None`` if the body ended first).
+
+        Another instance's ``delete()`` reaches the watch through the store's notifications
+        (Redis pub/sub, Postgres ``LISTEN``/``NOTIFY``; in-process for the memory store),
+        emitted by the same atomic step that ends the session. Expiry is a deadline,
+        rechecked with the store when it passes (a touch elsewhere may have extended it).
+        Renames by this session itself (``regenerate()``) do not end the watch: it follows
+        the new id. Its own ``delete()`` does end it (``"deleted"``).
+
+        Raises (on entering):
+            SessionStateError: there is no session (no id).
+            StoreError: the store could not subscribe to its notifications.
+
+        Cancellation: leaving the block, however, stops the watch; it leaves no task behind.
+        """
+        return Watch(self)
+
+    def _watch_add(self, watch: Watch) -> None:
+        if self._watches is None:
+            self._watches = _Watches()
+        self._watches.open.add(watch)
+
+    def _watch_discard(self, watch: Watch) -> None:
+        if self._watches is not None:
+            self._watches.open.discard(watch)
+
+    def _watch_renaming(self) -> bool:
+        return self._watches is not None and self._watches.renaming > 0
+
+    def _watch_follow(self) -> None:
+        if self._watches is not None:
+            for watch in list(self._watches.open):
+                watch._follow()
+
     def __repr__(self) -> str:
         state = "none" if self._id is None else ("known" if self._verified else "unverified")
         return f"<Session {state} store={type(self._store).__name__}>"
@@ -945,3 +998,13 @@ def _refuse_randomized(serializer: Serializer, operation: str, what: str) -> Non
             f"with a fresh nonce each time, so the store cannot {what}; keep such a field "
             f"in a session whose serializer does not encrypt, or use get() and update()"
         )
+
+
+class _Watches:
+    """A session's open watches, and whether a rename of its own is in flight."""
+
+    __slots__ = ("open", "renaming")
+
+    def __init__(self) -> None:
+        self.open: set[Watch] = set()
+        self.renaming = 0

@@ -46,6 +46,7 @@ import trio
 from ._errors import StoreNotOpen, UsersNotSupported
 from ._ids import SessionId, SessionRef
 from ._users import UserEntry, UserSession, check_user, wrap
+from ._watch import WatchHub, watch_digest
 
 #: Hot copies of persistent fields expire after this long unless configured otherwise.
 DEFAULT_HOT_TTL_CAP: Final = 3600
@@ -550,3 +551,41 @@ class SessionStore(abc.ABC):
         """How another store addresses the session an internal reference of this one names
         (a LayeredStore drops the hot copies of revoked sessions by it)."""
         return None
+
+    # -- live revocation (SPEC section 10; see trio_ruts._watch) --------------------------------
+
+    _watch_hub_state: WatchHub | None = None
+
+    def _watch_hub(self) -> WatchHub:
+        """The store's watch registry; its tasks (the notification source, the expiry timer)
+        start in the store's nursery on first use."""
+        self._check_open()
+        hub = self._watch_hub_state
+        if hub is None:
+            assert self._nursery is not None
+            hub = self._watch_hub_state = WatchHub(self)
+            self._nursery.start_soon(hub.run, self._watch_listen)
+        return hub
+
+    async def _watch_listen(self, hub: WatchHub) -> None:
+        """Deliver other instances' notifications to ``hub`` (:meth:`WatchHub.notify`), and
+        call :meth:`WatchHub.connected` each time the subscription is (re-)established.
+
+        The default serves stores whose operations notify in-process
+        (:meth:`_watch_notify`) and have no other writers.
+        """
+        hub.connected()
+
+    def _watch_notify(self, id: SessionId, reason: str) -> None:
+        """Tell this process's watches of ``id`` that the session ended (``reason``)."""
+        hub = self._watch_hub_state
+        if hub is not None:
+            hub.notify(watch_digest(id), reason)
+
+    async def _end_session(self, id: SessionId, reason: str = "deleted") -> bool:
+        """:meth:`delete`, telling the session's watches ``reason`` (``"deleted"`` or
+        ``"revoked"``: the users index's revocations pass the latter).
+
+        The default deletes; stores that notify override it.
+        """
+        return await self.delete(id)

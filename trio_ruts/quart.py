@@ -23,6 +23,7 @@ app starts is used as it is and left open.
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, cast
 
@@ -33,7 +34,7 @@ from quart.signals import got_request_exception
 from quart_trio import QuartTrio
 
 from ._cookies import CookieOptions, CookieOptionsBuilder, as_cookie_options
-from ._errors import SessionStateError, SessionUsageError
+from ._errors import SessionError, SessionStateError, SessionUsageError
 from ._expiry import Expiry, default_expiry
 from ._ids import SessionId
 from ._quart_session import ServerSession as ServerSession
@@ -43,6 +44,7 @@ from ._serializers import Serializer
 from ._session import Session
 from ._store import SessionStore
 from ._tokens import as_id_header
+from ._watch import Watch
 
 __all__ = ["ServerSession", "ServerSessionInterface", "Sessions", "session"]
 
@@ -92,6 +94,11 @@ class Sessions:
             (API clients), e.g. ``"X-Session-Id"``; ``"Authorization"`` reads
             ``Bearer <id>``. When the id changes or the session ends, the response carries
             the new id (empty when it ended) in the same header; no cookie is set.
+        watch_websockets: watch the session of every websocket route once it is accepted
+            (:meth:`~trio_ruts.Session.watch`) and close the connection with code 1008 when
+            the session ends elsewhere (logout, revocation, a rename by another request,
+            expiry). Websocket traffic then touches the session at most once per touch
+            interval, so an active connection keeps it alive. ``False`` opts out of both.
     """
 
     def __init__(
@@ -103,6 +110,7 @@ class Sessions:
         serializer: Serializer | None = None,
         expiry: Expiry | None = None,
         id_header: str | None = None,
+        watch_websockets: bool = True,
     ) -> None:
         if store is None:
             raise TypeError("Sessions needs a store, e.g. Sessions(app, MemoryStore())")
@@ -116,6 +124,7 @@ class Sessions:
         self._stop = trio.Event()
         self._stopped = trio.Event()
         self._owns_store = False
+        self.watch_websockets = watch_websockets
         if app is not None:
             self.init_app(app)
 
@@ -130,6 +139,7 @@ class Sessions:
         app.after_serving(self._close_store)
         app.after_request(self._after_request)
         app.before_websocket(self._before_websocket)
+        _watch_websockets(self, app)
         got_request_exception.connect(self._on_exception, app, weak=False)
 
     # -- store lifetime ------------------------------------------------------------------------
@@ -160,6 +170,14 @@ class Sessions:
         await self._stopped.wait()
 
     # -- per request ---------------------------------------------------------------------------
+
+    def _current_for_watch(self) -> Session | None:
+        """The websocket's session for its watch: the one the handler used, else the one
+        its cookie names (no I/O)."""
+        found: Session | None = g.get(_SESSION)
+        if found is None:
+            found = _current_session()
+        return found
 
     def current(self) -> Session:
         """The session of the current request or websocket, created on first use (no I/O)."""
@@ -219,6 +237,10 @@ class Sessions:
                 found.freeze_id(_FROZEN_REASON)
             setattr(g, _ACCEPTED, True)
             await original(headers, subprotocol)
+            live: _LiveWebsocket | None = g.get(_LIVE)
+            if live is not None and not live.started:
+                live.started = True
+                await live.start(self._current_for_watch())
 
         ws._accept = accept_with_cookie
 
@@ -375,3 +397,99 @@ class _SessionProxy:
 
 #: The current request's (or websocket's) :class:`~trio_ruts.Session`.
 session: Session = cast(Session, _SessionProxy())
+
+
+# -- live revocation: websockets closed when their session ends (SPEC section 10) -------------
+
+_LIVE: Final = "_trio_ruts_live"
+#: The close code of a websocket whose session ended: policy violation.
+CLOSE_CODE: Final = 1008
+_log = logging.getLogger("trio_ruts.quart")
+
+
+class _LiveWebsocket:
+    """One websocket route's watch and touches: the handler runs in :attr:`scope`, which the
+    watch cancels; traffic (receive, send) is noted, and a task in the app's nursery touches
+    the session at most once per touch interval."""
+
+    def __init__(self, app: QuartTrio) -> None:
+        self.app = app
+        self.scope = trio.CancelScope()
+        self.started = False
+        self.watch: Watch | None = None
+        self.activity = trio.Event()
+        self._keeper = trio.CancelScope()
+
+    async def start(self, found: Session | None) -> None:
+        """After accept: watch the session if the store holds it (a stale cookie is no
+        session: nothing to watch), and start touching on traffic."""
+        if found is None or found.id is None:
+            return
+        watch = Watch(found, self.scope)
+        if not await watch.start(if_held=True):
+            return
+        self.watch = watch
+        interval = found.expiry.interval
+        if interval is not None:
+            self.app.nursery.start_soon(self._touch_on_traffic, found, interval)
+
+    def noted(self) -> None:
+        self.activity.set()
+
+    def stop(self) -> None:
+        self._keeper.cancel()
+        if self.watch is not None:
+            self.watch.stop()
+
+    async def _touch_on_traffic(self, found: Session, interval: float) -> None:
+        with self._keeper:
+            last = trio.current_time()
+            while True:
+                await self.activity.wait()
+                await trio.sleep_until(last + interval)
+                self.activity = trio.Event()
+                try:
+                    await found.touch()
+                except SessionError as exc:  # the next traffic tries again
+                    _log.warning("a websocket could not extend its session: %s", exc)
+                last = trio.current_time()
+
+
+def _watch_websockets(extension: Sessions, app: QuartTrio) -> None:
+    """Run every websocket route's handler under its session's watch (see _LiveWebsocket)."""
+    original = app.dispatch_websocket
+
+    async def dispatch_websocket(websocket_context: Any = None) -> Any:
+        if not extension.watch_websockets:
+            return await original(websocket_context)
+        live = _LiveWebsocket(cast(QuartTrio, current_app._get_current_object()))  # type: ignore[attr-defined]
+        setattr(g, _LIVE, live)
+        ws = websocket._get_current_object()  # type: ignore[attr-defined]
+        receive, send = ws._receive, ws._send
+
+        async def receive_noted() -> Any:
+            data = await receive()
+            live.noted()
+            return data
+
+        async def send_noted(data: Any) -> None:
+            await send(data)
+            live.noted()
+
+        ws._receive, ws._send = receive_noted, send_noted
+        try:
+            with live.scope:
+                return await original(websocket_context)
+            return None  # cancelled by the watch: the session ended
+        finally:
+            live.stop()
+            watch = live.watch
+            if watch is not None and watch.reason is not None:
+                with trio.move_on_after(_CLOSE_TIMEOUT, shield=True):
+                    await ws.close(CLOSE_CODE, f"session {watch.reason}")
+
+    app.dispatch_websocket = dispatch_websocket  # type: ignore[method-assign]
+
+
+#: Seconds the 1008 close of a websocket whose session ended may take.
+_CLOSE_TIMEOUT: Final = 2.0

@@ -194,7 +194,9 @@ class MemoryStore(SessionStore, HotLayer):
         absolute = write.absolute
         if found is not None and absolute is not None and found.created + absolute <= now:
             assert key is not None  # past its absolute lifetime: gone
+            assert id is not None
             del self._sessions[key]
+            self._watch_notify(id, "expired")
             found = None
         if id is not None and found is None:  # never adopted: the caller starts afresh
             return WriteResult(False, id, 0, absent=True, version=next(self._versions))
@@ -242,6 +244,8 @@ class MemoryStore(SessionStore, HotLayer):
                 self._sessions.pop(key, None)
             self._sessions[target.bytes] = entry
             self._reindex(entry, key, target.bytes)
+            if id is not None and found is not None:
+                self._watch_notify(id, "renamed")
         result = WriteResult(written, target, _remaining(now, entry.expires))
         result.version = next(self._versions)
         if write.incr is not None:
@@ -314,6 +318,7 @@ class MemoryStore(SessionStore, HotLayer):
         entry.expires = min(_expiry(now, seconds), entry.created + absolute)
         if entry.expires <= now:
             del self._sessions[id.bytes]
+            self._watch_notify(id, "expired")
             return None
         return _remaining(now, entry.expires)
 
@@ -331,14 +336,20 @@ class MemoryStore(SessionStore, HotLayer):
         value = None if found is None else found.value
         if not entry.fields:
             del self._sessions[id.bytes]
+            self._watch_notify(id, "deleted")
             return Removal(found is not None, None, value, version)
         return Removal(found is not None, _remaining(now, entry.expires), value, version)
 
     async def delete(self, id: SessionId) -> bool:
+        return await self._end_session(id)
+
+    async def _end_session(self, id: SessionId, reason: str = "deleted") -> bool:
         self._check_open()
         await trio.lowlevel.checkpoint()
         existed = self._live(id.bytes, trio.current_time()) is not None
         self._sessions.pop(id.bytes, None)
+        if existed:
+            self._watch_notify(id, reason)
         return existed
 
     async def expire(self, id: SessionId, seconds: int) -> bool:
@@ -347,6 +358,7 @@ class MemoryStore(SessionStore, HotLayer):
             return False
         if seconds == 0:
             del self._sessions[id.bytes]
+            self._watch_notify(id, "deleted")
         else:
             entry.expires = _expiry(now, seconds)
         return True
@@ -363,6 +375,7 @@ class MemoryStore(SessionStore, HotLayer):
         del self._sessions[old.bytes]
         self._sessions[new.bytes] = entry
         self._reindex(entry, old.bytes, new.bytes)
+        self._watch_notify(old, "renamed")
         return _remaining(now, entry.expires)
 
     # -- users (SPEC section 9) ----------------------------------------------------------------
@@ -419,6 +432,7 @@ class MemoryStore(SessionStore, HotLayer):
         entry.user, entry.label, entry.idle = user, label, idle
         self._reindex(entry, None, new.bytes)
         self._user_index(user, now)
+        self._watch_notify(old, "renamed")
         return _remaining(now, entry.expires)
 
     async def session_user(self, id: SessionId) -> str | None:
@@ -432,6 +446,7 @@ class MemoryStore(SessionStore, HotLayer):
         del self._sessions[id.bytes]
         if entry.user is not None:
             self._users.get(user_hash(entry.user), {}).pop(id.bytes, None)
+        self._watch_notify(id, "deleted")
         return True
 
     async def _user_entries(self, user: str, current: SessionId | None) -> list[UserEntry]:
@@ -461,6 +476,7 @@ class MemoryStore(SessionStore, HotLayer):
         for key in ended:
             del self._sessions[key]
             del index[key]
+            self._watch_notify(SessionId(key), "revoked")
         return ended
 
     def _session_ref_of(self, ref: Any) -> SessionRef | None:

@@ -44,6 +44,7 @@ from .._store import (
     WriteResult,
 )
 from .._users import UserEntry
+from .._watch import WatchHub
 
 T = TypeVar("T")
 _log = logging.getLogger("trio_ruts.layered")
@@ -721,6 +722,15 @@ class LayeredStore(SessionStore):
     async def delete(self, id: SessionId) -> bool:
         self._check_open()
         return await self._session_change(id, partial(self.cold.delete, id))
+
+    async def _end_session(self, id: SessionId, reason: str = "deleted") -> bool:
+        self._check_open()
+        return await self._session_change(id, partial(self.cold._end_session, id, reason))
+
+    def _watch_hub(self) -> WatchHub:
+        # The cold store is the source of truth, and its operations notify: its channel.
+        self._check_open()
+        return self.cold._watch_hub()
 
     async def expire(self, id: SessionId, seconds: int) -> bool:
         self._check_open()

@@ -730,6 +730,36 @@ UPDATE {sessions} SET id = sha256(id) WHERE length(id) = 16;
 """
 
 
+# Version 10: live revocation (SPEC section 10). A row trigger announces, in the transaction
+# that ends a session, that it ended: NOTIFY is delivered at commit, so a listener never hears
+# of a change that rolled back. The payload is "<digest> <reason>", the digest being the
+# first 32 hex digits of the row's id, which is the SHA-256 of the session id since version 8
+# (trio_ruts._watch.watch_digest);
+# the channel is "<table>_watch". A caller that knows better than "deleted" (a revocation)
+# sets trio_ruts.watch_reason for its transaction; a row past its expiry reads "expired".
+_WATCH_V10 = """
+CREATE FUNCTION {watch_notify}() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE v_reason text;
+BEGIN
+  IF TG_OP = 'UPDATE' THEN
+    IF NEW.id = OLD.id THEN RETURN NULL; END IF;
+    v_reason := 'renamed';
+  ELSE
+    v_reason := nullif(current_setting('trio_ruts.watch_reason', true), '');
+    IF v_reason IS NULL THEN
+      v_reason := CASE WHEN OLD.expires_at <= now() THEN 'expired' ELSE 'deleted' END;
+    END IF;
+  END IF;
+  PERFORM pg_notify(TG_TABLE_NAME || '_watch',
+    left(encode(OLD.id, 'hex'), 32) || ' ' || v_reason);
+  RETURN NULL;
+END
+$$;
+CREATE TRIGGER {watch_trigger} AFTER DELETE OR UPDATE OF id ON {sessions}
+  FOR EACH ROW EXECUTE FUNCTION {watch_notify}();
+"""
+
+
 def _patched(base: str, *changes: tuple[str, str]) -> str:
     """``base`` with each ``(old, new)`` applied; each ``old`` must occur exactly once, so a
     change to ``base`` that moves one of them fails loudly at import."""
@@ -845,6 +875,7 @@ QUALIFIED: Final = {
     "seq": "_seq",
     "touch": "_touch",
     "login": "_login",
+    "watch_notify": "_watch_notify",
 }
 BARE: Final = {
     "sessions_pkey": "_pkey",
@@ -853,6 +884,7 @@ BARE: Final = {
     "fields_session_fkey": "_fields_session_fkey",
     "fields_expires_idx": "_fields_expires_idx",
     "sessions_user_idx": "_user_idx",
+    "watch_trigger": "_watch_trigger",
 }
 #: Every suffix; with a table name of :data:`MAX_NAME` characters each derived name still
 #: fits in :data:`PG_MAX_IDENTIFIER` bytes (a test keeps it so), so none is truncated.
@@ -879,6 +911,7 @@ MIGRATIONS: Final = {
     7: [_TOUCH_V7],
     8: [_DIGEST_IDS_V8],
     9: [_USERS_V9],
+    10: [_WATCH_V10],
 }
 LATEST: Final = max(MIGRATIONS)
 
@@ -915,6 +948,11 @@ class Queries:
         )
         self._lifetimes(m)
         self.delete = f"SELECT {m['delete']}($1)"
+        # The reason is set for the statement's transaction before the delete runs.
+        self.end_session = (
+            f"WITH r AS MATERIALIZED (SELECT set_config('trio_ruts.watch_reason', $2, true)) "
+            f"SELECT {m['delete']}($1) FROM r"
+        )
         self.expire = f"SELECT {m['expire']}($1, $2)"
         self.rename = f"SELECT {m['rename']}($1, $2)"
         self.delete_expired = f"SELECT {m['delete_expired']}()"
@@ -934,9 +972,11 @@ class Queries:
             f"'infinity' THEN NULL ELSE extract(epoch FROM s.expires_at - now()) END, now() "
             f"FROM {m['sessions']} s WHERE s.user_hash = $1 AND {live}"
         )
-        # $2: the ids to end (NULL: all), $3: the id to keep (NULL: none).
+        # $2: the ids to end (NULL: all), $3: the id to keep (NULL: none). The watch trigger
+        # (version 10) announces each as 'revoked'.
         self.end_user_sessions = (
-            f"DELETE FROM {m['sessions']} s WHERE s.user_hash = $1 "
+            f"WITH r AS MATERIALIZED (SELECT set_config('trio_ruts.watch_reason', 'revoked', "
+            f"true)) DELETE FROM {m['sessions']} s USING r WHERE s.user_hash = $1 "
             f"AND ($2::bytea[] IS NULL OR s.id = ANY($2::bytea[])) "
             f"AND s.id IS DISTINCT FROM $3::bytea AND {live} RETURNING s.id, s.tag"
         )

@@ -28,6 +28,7 @@ from ..._store import (
     WriteResult,
 )
 from ..._users import UserEntry, last_seen, user_hash
+from ..._watch import WatchHub
 from .._asyncio import bridge, current_loop_or_fail, open_private_loop
 from .._extras import require
 from ._schema import (
@@ -52,6 +53,10 @@ DEFAULT_TIMEOUT: Final = 5.0
 CANCEL_GRACE: Final = 0.5
 #: How long a cancelled or failed call may spend asking the pool to replace its connections.
 _REPLACE_TIMEOUT: Final = 5.0
+#: Longest wait between attempts to listen again (seconds); the first retry is at once.
+_LISTEN_BACKOFF: Final = 0.5
+#: Seconds between checks that the listening connection still answers.
+_LISTEN_PING: Final = 5.0
 
 
 if TYPE_CHECKING:
@@ -514,6 +519,66 @@ class PostgresStore(SessionStore):
 
     async def delete(self, id: SessionId) -> bool:
         return bool(await self._call("fetchval", self._queries.delete, id_digest(id)))
+
+    async def _end_session(self, id: SessionId, reason: str = "deleted") -> bool:
+        if reason == "deleted":
+            return await self.delete(id)
+        return bool(await self._call("fetchval", self._queries.end_session, id_digest(id), reason))
+
+    # -- live revocation (see trio_ruts._watch) -----------------------------------------------
+
+    @property
+    def watch_channel(self) -> str:
+        """The ``LISTEN`` channel of session ends: ``<table>_watch`` (payload: a digest of
+        the id and the reason, never the id)."""
+        return self._names.table + "_watch"
+
+    async def _watch_listen(self, hub: WatchHub) -> None:
+        """One dedicated connection (not the pool's) listens, re-established after failures."""
+        delay = 0.0
+        while True:
+            try:
+                await self._listen_once(hub)
+            except (SessionError, OSError) as exc:
+                _log.warning("session notifications interrupted: %s", exc)
+            await trio.sleep(delay)
+            delay = min(_LISTEN_BACKOFF, max(0.05, delay * 2))
+
+    async def _listen_once(self, hub: WatchHub) -> None:
+        lost = trio.Event()
+
+        def on_notify(conn: Any, pid: int, channel: str, payload: str) -> None:
+            digest, _, reason = payload.partition(" ")
+            hub.notify(digest, reason)
+
+        def on_lost(conn: Any) -> None:
+            lost.set()
+
+        own = self._dsn is not None
+        if own:
+            with trio.fail_after(self._connect_timeout):
+                conn = await self._aio(asyncpg.connect, self._dsn)
+        else:
+            conn = await self._aio(self._pool.acquire)
+        try:
+            conn.add_termination_listener(on_lost)
+            await self._aio(conn.add_listener, self.watch_channel, on_notify)
+            hub.connected()
+            while not lost.is_set():
+                with trio.move_on_after(_LISTEN_PING):
+                    await lost.wait()
+                if not lost.is_set():  # a server that vanished without closing the socket
+                    with trio.fail_after(_LISTEN_PING):
+                        await self._aio(conn.execute, "SELECT 1")
+        finally:
+            if own:
+                conn.terminate()  # synchronous: also when the loop is about to close
+            else:
+                with (
+                    trio.move_on_after(CANCEL_GRACE, shield=True),
+                    suppress(Exception, asyncio.CancelledError),
+                ):
+                    await self._aio(self._pool.release, conn)
 
     async def expire(self, id: SessionId, seconds: int) -> bool:
         query = self._queries.expire

@@ -812,3 +812,43 @@ CACHE_MARK = _script("cache_mark", _CACHE_PRELUDE + _CACHE_MARK)
 CACHE_SETTLE = _script("cache_settle", _CACHE_PRELUDE + _CACHE_SETTLE)
 CACHE_FILL = _script("cache_fill", _CACHE_PRELUDE + _CACHE_FILL)
 CACHE_PUT = _script("cache_put", _CACHE_PRELUDE + _CACHE_PUT)
+
+# -- live revocation (SPEC section 10) -------------------------------------------------------
+#
+# The notifying variants of the scripts that can end a session: the same body, run as a
+# function, then a PUBLISH in the same atomic step when it ended the session under KEYS[1].
+# The store appends two ARGV: the channel (``prefix watch:`` and the key after its prefix:
+# ``{tag}digest``, no usable id) and
+# the reason ('deleted', 'revoked', 'expired' or 'renamed'). A 'renamed' whose target key
+# does not exist afterwards was an expiry (the session was past its cap, or already dead).
+# On a cluster, PUBLISH reaches every node's subscribers.
+
+_NOTIFY_HEAD = r"""
+local watch_channel, watch_reason = ARGV[#ARGV - 1], ARGV[#ARGV]
+local watch_had = redis.call('EXISTS', KEYS[1])
+local function op()
+"""
+
+_NOTIFY_TAIL = r"""
+end
+local reply = op()
+if watch_had == 1 and redis.call('EXISTS', KEYS[1]) == 0 then
+  if watch_reason == 'renamed' and (not KEYS[2] or redis.call('EXISTS', KEYS[2]) == 0) then
+    watch_reason = 'expired'
+  end
+  redis.call('PUBLISH', watch_channel, watch_reason)
+end
+return reply
+"""
+
+
+def _notifying(name: str, helpers: str, body: str) -> Script:
+    return _script(name, helpers + _NOTIFY_HEAD + body + _NOTIFY_TAIL)
+
+
+WRITE_NOTIFY = _notifying("write_notify", _LIFETIMES + _REINDEX, _WRITE)
+WRITE_INCR_NOTIFY = _notifying("write_incr_notify", _LIFETIMES + _INTS + _REINDEX, _WRITE)
+REMOVE_NOTIFY = _notifying("remove_notify", "", _REMOVE)
+DELETE_NOTIFY = _notifying("delete_notify", "", _DELETE)
+EXPIRE_NOTIFY = _notifying("expire_notify", _LIFETIMES, _EXPIRE)
+RENAME_NOTIFY = _notifying("rename_notify", _REINDEX, _RENAME)

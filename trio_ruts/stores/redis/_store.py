@@ -26,6 +26,7 @@ from ..._store import (
     WriteResult,
 )
 from ..._users import UserEntry
+from ..._watch import WatchHub
 from .._extras import require
 from . import _scripts as scripts
 from . import _users as users
@@ -36,6 +37,7 @@ from ._transport import (
     Transport,
     TransportFactory,
     parse_url,
+    subscribe,
 )
 
 FieldExpiry = Literal["auto", "native", "script"]
@@ -321,7 +323,12 @@ class RedisStore(SessionStore, HotLayer):
             b"" if write.absolute is None else write.absolute,
             await users.before_move(self, current, fresh) if write.rename else b"1",
         )
-        script = scripts.WRITE if write.incr is None else scripts.WRITE_INCR
+        if write.id is not None and (write.rename or write.absolute is not None):
+            # The write may end the session under write.id (a rename, or the cap): notify.
+            script = scripts.WRITE_NOTIFY if write.incr is None else scripts.WRITE_INCR_NOTIFY
+            args = (*args, *self._watch_args(write.id, "renamed" if write.rename else "expired"))
+        else:
+            script = scripts.WRITE if write.incr is None else scripts.WRITE_INCR
         reply = await self._run(script, (current, fresh), args, False, write.field)
         written, moved, ttl = reply[0], reply[1], reply[2]
         if ttl == -3:
@@ -333,20 +340,27 @@ class RedisStore(SessionStore, HotLayer):
         return WriteResult(bool(written), target, int(ttl), value=value)
 
     async def remove(self, id: SessionId, field: str) -> Removal:
-        reply = await self._run(scripts.REMOVE, (self.key(id),), (field,), False)
+        args = (field, *self._watch_args(id, "deleted"))
+        reply = await self._run(scripts.REMOVE_NOTIFY, (self.key(id),), args, False)
         existed, ttl = reply[0], reply[1]
         value = reply[2] if len(reply) > 2 else None  # a false Lua value ends the array
         return Removal(bool(existed), None if ttl == -2 else int(ttl), value if existed else None)
 
     async def delete(self, id: SessionId) -> bool:
-        return bool(await self._run(scripts.DELETE, (self.key(id),), (), False))
+        return await self._end_session(id)
+
+    async def _end_session(self, id: SessionId, reason: str = "deleted") -> bool:
+        args = self._watch_args(id, reason)
+        return bool(await self._run(scripts.DELETE_NOTIFY, (self.key(id),), args, False))
 
     async def expire(self, id: SessionId, seconds: int) -> bool:
-        ttl = await self._run(scripts.EXPIRE, (self.key(id),), (seconds, b""), False)
+        args = (seconds, b"", *self._watch_args(id, "deleted" if seconds == 0 else "expired"))
+        ttl = await self._run(scripts.EXPIRE_NOTIFY, (self.key(id),), args, False)
         return bool(ttl != -2)
 
     async def expire_capped(self, id: SessionId, seconds: int, absolute: int) -> int | None:
-        ttl = await self._run(scripts.EXPIRE, (self.key(id),), (seconds, absolute), False)
+        args = (seconds, absolute, *self._watch_args(id, "expired"))
+        ttl = await self._run(scripts.EXPIRE_NOTIFY, (self.key(id),), args, False)
         return None if ttl == -2 else int(ttl)
 
     async def touch(self, id: SessionId, touch: Touch) -> int | None:
@@ -357,7 +371,8 @@ class RedisStore(SessionStore, HotLayer):
         self._same_slot(old, new)
         cur, fresh = self.key(old), self.key(new)
         flag = await users.before_move(self, cur, fresh)
-        ttl = await self._run(scripts.RENAME, (cur, fresh), (flag,), False)
+        args = (flag, *self._watch_args(old, "renamed"))
+        ttl = await self._run(scripts.RENAME_NOTIFY, (cur, fresh), args, False)
         return None if ttl == -3 else int(ttl)
 
     # -- users (SPEC section 9; see _users) ----------------------------------------------------
@@ -386,6 +401,46 @@ class RedisStore(SessionStore, HotLayer):
 
     def _user_key(self, user: str) -> bytes:
         return users.user_key(self, user)
+
+    # -- live revocation (see trio_ruts._watch) -----------------------------------------------
+
+    def watch_channel(self, id: SessionId) -> bytes:
+        """The pub/sub channel that announces the end of session ``id``: ``prefix watch:``
+        and the session's key after its prefix (``{tag}digest``). It keeps the key's hash
+        tag and names the session by its digest, never by id; a script that knows only the
+        key (a revocation) derives it."""
+        return self._watch_channel_of(self.key(id))
+
+    def _watch_channel_of(self, key: bytes) -> bytes:
+        return self._watch_prefix + key[len(self._prefix) :]
+
+    @property
+    def _watch_prefix(self) -> bytes:
+        return self._prefix + b"watch:"
+
+    def _watch_args(self, id: SessionId, reason: str) -> tuple[bytes, str]:
+        return self.watch_channel(id), reason
+
+    async def _watch_listen(self, hub: WatchHub) -> None:
+        pattern = _glob_escape(self._watch_prefix + b"{") + b"*"
+        start = len(self._watch_prefix) + 1 + TAG_CHARS + 1
+
+        def on_message(channel: bytes, payload: bytes) -> None:
+            # The key's digest part (base64url), as watch_digest names it (hex).
+            try:
+                digest = base64.urlsafe_b64decode(channel[start:] + b"=").hex()[:32]
+            except ValueError:
+                return  # not one of ours
+            hub.notify(digest, payload.decode("ascii", "replace"))
+
+        endpoint = getattr(self._factory, "subscription_endpoint", None)
+        if endpoint is None:  # a redis-py client: its own pubsub, in its asyncio loop
+            transport: Any = self._transport
+            await transport.subscribe(pattern, on_message, hub.connected)
+            return
+        await subscribe(
+            endpoint, pattern, on_message, hub.connected, connect_timeout=_SUBSCRIBE_CONNECT
+        )
 
     # -- the hot-layer protocol (see trio_ruts._cache) ---------------------------------------
 
@@ -476,6 +531,22 @@ class RedisStore(SessionStore, HotLayer):
 
 #: Characters of a key's digest part: 32 bytes in unpadded base64url.
 _DIGEST_CHARS: Final = 43
+
+
+#: Connect timeout of the subscription's connection (seconds).
+_SUBSCRIBE_CONNECT: Final = 5.0
+
+
+def _glob_escape(text: bytes) -> bytes:
+    """``text`` matched literally by a PSUBSCRIBE pattern."""
+    out = bytearray()
+    for byte in text:
+        if byte in b"*?[]\\":
+            out += b"\\"
+        out.append(byte)
+    return bytes(out)
+
+
 #: How long the protocol state started by a miss lives without a fill or a change.
 _STATE_TTL: Final = 60.0
 

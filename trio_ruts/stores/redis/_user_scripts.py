@@ -20,7 +20,7 @@ the sessions they point to (``INDEX_PENDING``), and drops entries after the sess
 
 from __future__ import annotations
 
-from ._scripts import Script, _script
+from ._scripts import Script, _notifying, _script
 
 #: ms an entry of a persistent session waits before it is checked again.
 _DAY_MS = 86_400_000
@@ -93,15 +93,17 @@ return redis.call('HGET', KEYS[1], '\0U')
 """
 
 # KEYS[1] the index (single server). ARGV[2] 'list' or 'end', ARGV[3] the key to keep ('' for
-# none), ARGV[4..] the keys to consider (none: every entry). Replies {now, then per live
+# none), ARGV[4] the store's watch channel prefix (``prefix watch:``: each ended session is
+# announced, reason 'revoked', in this step), ARGV[5..] the keys to consider (none: every
+# entry). Replies {now, then per live
 # session: key, created ms, '1' .. label or '', idle, pttl} ('list'), or {now, ended keys}.
 _USERS_SCAN = r"""
-local ix, mode, keep = KEYS[1], ARGV[2], ARGV[3]
+local ix, mode, keep, wp = KEYS[1], ARGV[2], ARGV[3], ARGV[4]
 local now = now_ms()
 local members
-if #ARGV > 3 then
+if #ARGV > 4 then
   members = {}
-  for i = 4, #ARGV do members[#members + 1] = ARGV[i] end
+  for i = 5, #ARGV do members[#members + 1] = ARGV[i] end
 else
   members = redis.call('ZRANGE', ix, 0, -1)
 end
@@ -112,6 +114,8 @@ for _, k in ipairs(members) do
       if k ~= keep then
         redis.call('DEL', k)
         redis.call('ZREM', ix, k)
+        -- the channel: the prefix, 'watch:', and the key after the prefix ({tag}digest)
+        redis.call('PUBLISH', wp .. string.sub(k, #wp - 5), 'revoked')
         out[#out + 1] = k
       end
     else
@@ -133,13 +137,14 @@ return out
 """
 
 # One session of a user on a Redis Cluster (KEYS[1]; ARGV[2] the index key's name, ARGV[3]
-# 'end' to end it): {0} when it is not a live session of that index, else {1, created ms,
-# '1' .. label or '', idle, pttl, now}.
+# 'end' to end it, announced on the channel ARGV[4] with reason 'revoked'): {0} when it is not
+# a live session of that index, else {1, created ms, '1' .. label or '', idle, pttl, now}.
 _USER_SESSION = r"""
 local k = KEYS[1]
 if not member_live(ARGV[2], k) then return {0} end
 if ARGV[3] == 'end' then
   redis.call('DEL', k)
+  redis.call('PUBLISH', ARGV[4], 'revoked')
   return {1}
 end
 local m = redis.call('HMGET', k, '\0a', '\0l', '\0i')
@@ -185,13 +190,15 @@ if live(KEYS[1]) == 0 then return false end
 return redis.call('HGET', KEYS[1], '\0u')
 """
 
-LOGIN = _script("login", _USERS + _LOGIN)
+# Both announce the end of the session under KEYS[1] (see _scripts._notifying): a login
+# renames it, a logout deletes it.
+LOGIN = _notifying("login", _USERS, _LOGIN)
 INDEX_PENDING = _script("index_pending", _INDEX_PENDING)
 INDEX_OF = _script("index_of", _INDEX_OF)
 USERS_SCAN = _script("users_scan", _USERS + _USERS_SCAN)
 USER_SESSION = _script("user_session", _USERS + _USER_SESSION)
 INDEX_FIX = _script("index_fix", _INDEX_FIX)
-LOGOUT = _script("logout", _LOGOUT)
+LOGOUT = _notifying("logout", "", _LOGOUT)
 USER_OF = _script("user_of", _USER_OF)
 
 __all__ = [

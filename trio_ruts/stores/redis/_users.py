@@ -75,7 +75,8 @@ async def login(
         # reverse.
         await store._run(scripts.INDEX_PENDING, (ix,), (fresh, PENDING_GRACE * 1000), False)
         keys, flag = (cur, fresh), b"0"
-    ttl = await store._run(scripts.LOGIN, keys, (*args, flag, ix), False)
+    notify = store._watch_args(old, "renamed")
+    ttl = await store._run(scripts.LOGIN, keys, (*args, flag, ix, *notify), False)
     if ttl == -3:
         return None
     if flag == b"0":  # the entry's score: the session's expiry, as a single server's login
@@ -103,7 +104,8 @@ async def session_user(store: RedisStore, id: SessionId) -> str | None:
 async def logout(store: RedisStore, id: SessionId) -> bool:
     key = store.key(id)
     single = single_server(store)
-    existed, ix = await store._run(scripts.LOGOUT, (key,), (b"1" if single else b"0",), False)
+    args = (b"1" if single else b"0", *store._watch_args(id, "deleted"))
+    existed, ix = await store._run(scripts.LOGOUT, (key,), args, False)
     if ix and not single:  # the session is gone: now its entry
         await store._transport.execute(ix, ("ZREM", ix, key), idempotent=True)
     return bool(existed)
@@ -113,7 +115,7 @@ async def entries(store: RedisStore, user: str, current: SessionId | None) -> li
     ix = user_key(store, user)
     mine = b"" if current is None else store.key(current)
     if single_server(store):
-        reply = await store._run(scripts.USERS_SCAN, (ix,), ("list", b""), False)
+        reply = await store._run(scripts.USERS_SCAN, (ix,), ("list", b"", b""), False)
         now = int(reply[0])
         return [
             _entry(reply[i], reply[i + 1], reply[i + 2], reply[i + 3], reply[i + 4], now, mine)
@@ -148,7 +150,8 @@ async def end(
         if only is not None and not chosen:
             await trio.lowlevel.checkpoint()
             return []
-        reply = await store._run(scripts.USERS_SCAN, (ix,), ("end", spare, *chosen), False)
+        args = ("end", spare, store._watch_prefix, *chosen)
+        reply = await store._run(scripts.USERS_SCAN, (ix,), args, False)
         return list(reply[1:])
     members = await _members(store, ix)
     if only is not None:
@@ -157,7 +160,8 @@ async def end(
     ended: list[bytes] = []
     gone: list[bytes] = []
     for key in members:
-        reply = await store._run(scripts.USER_SESSION, (key,), (ix, "end"), False)
+        args = (ix, "end", store._watch_channel_of(key))
+        reply = await store._run(scripts.USER_SESSION, (key,), args, False)
         (ended if reply[0] else gone).append(key)
     fixes: list[bytes | str] = []
     for key in ended:

@@ -8,7 +8,8 @@
 * ``_pool``: the connections to one server, the boundary where errors are translated;
 * ``_errors``: the translation table;
 * ``_single`` and ``_cluster``: commands to one server, and to a cluster (slot routing);
-* ``_factory``: how a store gets its transport, cluster detection included.
+* ``_factory``: how a store gets its transport, cluster detection included;
+* ``_subscriber``: the dedicated pub/sub connection of session notifications.
 
 The redis-py bridge (``.._redispy``) is a third transport, kept apart because it needs the
 ``redis`` package.
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from ._factory import NativeFactory as NativeFactory
     from ._pool import Options as Options
     from ._resp import pack as pack
+    from ._subscriber import subscribe as subscribe
 
 # The native transport needs hiredis: its names load on first use (RedisStore.from_url), so
 # that importing RedisStore, or using the redis-py bridge, loads no hiredis.
@@ -40,6 +42,7 @@ _LAZY: dict[str, str] = {
     "Options": "._pool",
     "key_slot": "._cluster",
     "pack": "._resp",
+    "subscribe": "._subscriber",
 }
 
 __all__ = [
@@ -54,6 +57,7 @@ __all__ = [
     "key_slot",
     "pack",
     "parse_url",
+    "subscribe",
 ]
 
 

@@ -39,6 +39,12 @@ class NativeFactory:
             return f"redis cluster via {self._seeds[0]}"
         return str(self._seeds[0])
 
+    @property
+    def subscription_endpoint(self) -> Endpoint:
+        """Where session notifications are subscribed: the first seed (in a cluster,
+        PUBLISH reaches every node's subscribers)."""
+        return self._seeds[0]
+
     async def open(self, stack: AsyncExitStack, nursery: trio.Nursery) -> Transport:
         if self._cluster:
             return await _open_cluster(self._seeds, self._options, nursery)

@@ -1,0 +1,330 @@
+"""Live revocation (SPEC section 10): a watch ends its body when its session ends elsewhere.
+
+Every store has one :class:`WatchHub`, made on first use: it maps session digests to the
+watches open on them, runs one timer task for every watch's expiry, and is fed by the store's
+notification source (Redis pub/sub, Postgres ``LISTEN``, or, for the memory store, the store's
+own operations), which runs as one task in the store's nursery however many watches are open.
+
+Notifications never carry a usable session id: they name a session by
+:func:`watch_digest`, a hash of its id.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import TYPE_CHECKING, Final
+
+import trio
+
+from ._errors import SessionError, SessionStateError, StoreError
+from ._ids import SessionId, id_digest
+
+if TYPE_CHECKING:
+    from ._session import Session
+    from ._store import SessionStore
+
+_log = logging.getLogger("trio_ruts.watch")
+
+#: Why a watch ended.
+REASONS: Final = ("deleted", "revoked", "renamed", "expired")
+#: How long a new watch waits for its store's notification source to be ready.
+SUBSCRIBE_TIMEOUT: Final = 5.0
+#: Seconds before a recheck that failed (the store unreachable) is tried again.
+RETRY_DELAY: Final = 1.0
+#: A session whose remaining lifetime is below this many seconds is rechecked this often:
+#: stores report whole seconds.
+SHORT_RECHECK: Final = 0.2
+#: Rechecks in flight at once (after a reconnect every watch rechecks).
+RECHECK_CONCURRENCY: Final = 32
+
+
+def watch_digest(id: SessionId) -> str:
+    """How notifications name a session: the first 32 hex digits of ``id_digest`` (SHA-256
+    over the id's 16 bytes), by which the stores address it.
+
+    The one place that decides it (the Postgres trigger computes the same from the row's
+    key, the digest: ``left(encode(id, 'hex'), 32)``). It is not an id: a digest cannot be
+    turned back into a cookie that works.
+    """
+    return id_digest(id).hex()[:32]
+
+
+class WatchHub:
+    """The watches open on one store, and what ends them.
+
+    The store's notification source calls :meth:`notify` (a session ended, by digest) and
+    :meth:`connected` (its subscription is (re-)established: every watch rechecks the store,
+    so a notification lost while it was down is not missed).
+    """
+
+    def __init__(self, store: SessionStore) -> None:
+        self._store = store
+        self._by_digest: dict[str, set[Watch]] = {}
+        self._watches: set[Watch] = set()
+        self._ready = trio.Event()
+        self._wake = trio.Event()
+        self._limiter = trio.CapacityLimiter(RECHECK_CONCURRENCY)
+        self.subscriptions = 0  # how many times the source (re-)subscribed
+
+    def __len__(self) -> int:
+        return len(self._watches)
+
+    async def run(self, listen: Callable[[WatchHub], Awaitable[None]]) -> None:
+        """The hub's tasks: the notification source and the expiry timer (store nursery)."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(listen, self)
+            await self._timer(nursery)
+
+    # -- the notification source's side --------------------------------------------------------
+
+    def notify(self, digest: str, reason: str) -> None:
+        """The session named by ``digest`` ended for ``reason``: end its watches."""
+        if reason not in REASONS:
+            reason = "deleted"
+        for watch in list(self._by_digest.get(digest, ())):
+            watch._notified(reason)
+
+    def connected(self) -> None:
+        """The source is subscribed; after a reconnect every watch rechecks the store."""
+        self.subscriptions += 1
+        if self._ready.is_set():
+            self.recheck_all()
+        self._ready.set()
+
+    def recheck_all(self) -> None:
+        """Have every watch recheck the store soon (sources that cannot subscribe poll)."""
+        now = trio.current_time()
+        for watch in self._watches:
+            watch._due = min(watch._due, now)
+            watch._expiring = False  # a session found gone now was not (only) expiring
+        self._wake.set()
+
+    # -- the watches' side ---------------------------------------------------------------------
+
+    async def ready(self) -> None:
+        with trio.move_on_after(SUBSCRIBE_TIMEOUT):
+            await self._ready.wait()
+            return
+        raise StoreError(
+            f"{type(self._store).__name__} could not subscribe to session notifications "
+            f"within {SUBSCRIBE_TIMEOUT} s; is the server reachable?"
+        )
+
+    def add(self, watch: Watch, digest: str) -> None:
+        self._by_digest.setdefault(digest, set()).add(watch)
+        self._watches.add(watch)
+
+    def discard(self, watch: Watch, digest: str | None) -> None:
+        if digest is not None:
+            found = self._by_digest.get(digest)
+            if found is not None:
+                found.discard(watch)
+                if not found:
+                    del self._by_digest[digest]
+        self._watches.discard(watch)
+
+    def reschedule(self) -> None:
+        self._wake.set()
+
+    # -- expiry --------------------------------------------------------------------------------
+
+    async def _timer(self, nursery: trio.Nursery) -> None:
+        """Recheck every watch whose session may have expired (or that a reconnect marked)."""
+        while True:
+            now = trio.current_time()
+            soonest = math.inf
+            for watch in list(self._watches):
+                if watch._checking:
+                    continue
+                if watch._due <= now:
+                    watch._checking = True
+                    nursery.start_soon(self._recheck, watch)
+                elif watch._due < soonest:
+                    soonest = watch._due
+            self._wake = trio.Event()
+            with trio.move_on_at(soonest):
+                await self._wake.wait()
+
+    async def _recheck(self, watch: Watch) -> None:
+        try:
+            async with self._limiter:
+                await watch._check(gone="expired" if watch._expiring else "deleted")
+        except (SessionError, trio.ClosedResourceError) as exc:
+            _log.warning("a session watch could not recheck its session: %s", exc)
+            watch._due = trio.current_time() + RETRY_DELAY
+        finally:
+            watch._checking = False
+            self._wake.set()
+
+
+class Watch:
+    """A running watch of one session: ``async with session.watch() as w:``.
+
+    Its body is cancelled when the session ends elsewhere; :attr:`reason` then says why
+    (``"deleted"``, ``"revoked"``, ``"renamed"`` or ``"expired"``); it is ``None`` when the
+    body ended first. Renames by the watching :class:`~trio_ruts.Session` itself
+    (``regenerate()``) do not end it: the watch follows the session to its new id.
+    """
+
+    __slots__ = (
+        "_checking",
+        "_digest",
+        "_due",
+        "_expiring",
+        "_hub",
+        "_id",
+        "_reason",
+        "_scope",
+        "_session",
+    )
+
+    def __init__(self, session: Session, scope: trio.CancelScope | None = None) -> None:
+        self._session = session
+        self._scope = trio.CancelScope() if scope is None else scope
+        self._reason: str | None = None
+        self._id: SessionId | None = None
+        self._digest: str | None = None
+        self._hub: WatchHub | None = None
+        self._due = math.inf  # when the hub rechecks the store (trio time)
+        self._expiring = False  # the next recheck is the session's expiry
+        self._checking = False
+
+    @property
+    def reason(self) -> str | None:
+        """Why the session ended: ``"deleted"``, ``"revoked"``, ``"renamed"``, ``"expired"``;
+        ``None`` while it lives, and when the body ended first."""
+        return self._reason
+
+    @property
+    def cancel_scope(self) -> trio.CancelScope:
+        """The scope the watch cancels when the session ends."""
+        return self._scope
+
+    def __repr__(self) -> str:  # never the id
+        state = "open" if self._hub is not None else "closed"
+        return f"<Watch {state} reason={self._reason!r}>"
+
+    async def __aenter__(self) -> Watch:
+        await self.start()
+        self._scope.__enter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        self.stop()
+        try:
+            return self._scope.__exit__(exc_type, exc, tb)
+        finally:
+            if not self._scope.cancelled_caught:
+                self._reason = None  # the body ended first
+
+    # -- for integrations that hold the scope themselves ---------------------------------------
+
+    async def start(self, *, if_held: bool = False) -> bool:
+        """Begin watching: subscribe, then check the store. A session that already ended
+        cancels the scope at once, with reason ``"deleted"``; with ``if_held``, it is not
+        watched instead (``False`` is returned) and the scope is left alone.
+
+        Raises:
+            SessionStateError: the session has no id (nothing to watch), or the watch ran.
+            StoreError: the store's notification source could not subscribe.
+        """
+        session = self._session
+        if self._hub is not None or self._reason is not None:
+            raise SessionStateError("a watch runs once; call session.watch() again")
+        id = session.id
+        if id is None:
+            raise SessionStateError(
+                "there is no session to watch: watch a session that the store holds "
+                "(e.g. after the login request wrote it)"
+            )
+        hub = session.store._watch_hub()
+        await hub.ready()
+        self._hub = hub
+        self._move(id)
+        session._watch_add(self)
+        try:
+            await self._check(gone=None if if_held else "deleted")
+        except BaseException:
+            self.stop()
+            raise
+        return self._hub is not None
+
+    def stop(self) -> None:
+        """Stop watching (idempotent); the scope is left alone."""
+        hub, self._hub = self._hub, None
+        if hub is not None:
+            hub.discard(self, self._digest)
+        self._session._watch_discard(self)
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _move(self, id: SessionId) -> None:
+        """Watch ``id`` (the session's id, after a rename of its own)."""
+        hub = self._hub
+        if hub is None:
+            return
+        hub.discard(self, self._digest)
+        self._id, self._digest = id, watch_digest(id)
+        hub.add(self, self._digest)
+
+    def _follow(self) -> None:
+        """The session's id may have changed (its own rename): watch its current id."""
+        id = self._session.id
+        if id is None or self._hub is None:
+            return
+        if id != self._id:
+            self._move(id)
+            self._due = trio.current_time()  # learn the new id's lifetime
+            self._expiring = False
+            self._hub.reschedule()
+
+    def _notified(self, reason: str) -> None:
+        if reason == "renamed" and (
+            self._session._watch_renaming() or self._session.id != self._id
+        ):
+            return  # the watching session renamed itself; it calls _follow()
+        self._end(reason)
+
+    def _end(self, reason: str) -> None:
+        if self._reason is None:
+            self._reason = reason
+        self._scope.cancel()
+        hub, self._hub = self._hub, None
+        if hub is not None:
+            hub.discard(self, self._digest)
+
+    async def _check(self, *, gone: str | None) -> None:
+        """Ask the store whether the session lives, and when it may expire."""
+        id = self._id
+        assert id is not None
+        record = await self._session.store.get_all(id)
+        if self._hub is None or self._id is not id:
+            return  # ended or moved meanwhile
+        if record is None:
+            if gone is None:
+                self.stop()
+            else:
+                self._end(gone)
+            return
+        ends = math.inf if record.ttl == -1 else float(record.ttl)
+        # A session lives while one of its fields does: one whose fields all have lifetimes
+        # of their own ends with the longest of them.
+        own = [f.ttl for f in record.fields.values()]
+        if own and all(t is not None and t != -1 for t in own):
+            ends = min(ends, float(max(t for t in own if t is not None)))
+        now = trio.current_time()
+        if ends == math.inf:
+            self._due, self._expiring = math.inf, False
+        elif ends <= 1:
+            self._due, self._expiring = now + SHORT_RECHECK, True
+        else:
+            self._due, self._expiring = now + ends, True
+        self._hub.reschedule()
