@@ -37,6 +37,9 @@ RETRY_DELAY: Final = 1.0
 #: A session whose remaining lifetime is below this many seconds is rechecked this often:
 #: stores report whole seconds.
 SHORT_RECHECK: Final = 0.2
+#: A session found gone this close to its expected expiry (seconds) expired: stores report
+#: lifetimes in whole seconds.
+EXPIRY_SLACK: Final = 1.0
 #: Rechecks in flight at once (after a reconnect every watch rechecks).
 RECHECK_CONCURRENCY: Final = 32
 
@@ -99,7 +102,6 @@ class WatchHub:
         now = trio.current_time()
         for watch in self._watches:
             watch._due = min(watch._due, now)
-            watch._expiring = False  # a session found gone now was not (only) expiring
         self._wake.set()
 
     # -- the watches' side ---------------------------------------------------------------------
@@ -151,7 +153,9 @@ class WatchHub:
     async def _recheck(self, watch: Watch) -> None:
         try:
             async with self._limiter:
-                await watch._check(gone="expired" if watch._expiring else "deleted")
+                # Gone by its expected end: it expired; earlier, something ended it.
+                expired = trio.current_time() >= watch._ends - EXPIRY_SLACK
+                await watch._check(gone="expired" if expired else "deleted")
         except (SessionError, trio.ClosedResourceError) as exc:
             _log.warning("a session watch could not recheck its session: %s", exc)
             watch._due = trio.current_time() + RETRY_DELAY
@@ -173,7 +177,7 @@ class Watch:
         "_checking",
         "_digest",
         "_due",
-        "_expiring",
+        "_ends",
         "_hub",
         "_id",
         "_reason",
@@ -189,7 +193,7 @@ class Watch:
         self._digest: str | None = None
         self._hub: WatchHub | None = None
         self._due = math.inf  # when the hub rechecks the store (trio time)
-        self._expiring = False  # the next recheck is the session's expiry
+        self._ends = math.inf  # when the session expires, as last seen (trio time)
         self._checking = False
 
     @property
@@ -283,7 +287,6 @@ class Watch:
         if id != self._id:
             self._move(id)
             self._due = trio.current_time()  # learn the new id's lifetime
-            self._expiring = False
             self._hub.reschedule()
 
     def _notified(self, reason: str) -> None:
@@ -321,10 +324,11 @@ class Watch:
         if own and all(t is not None and t != -1 for t in own):
             ends = min(ends, float(max(t for t in own if t is not None)))
         now = trio.current_time()
+        self._ends = now + ends
         if ends == math.inf:
-            self._due, self._expiring = math.inf, False
+            self._due = math.inf
         elif ends <= 1:
-            self._due, self._expiring = now + SHORT_RECHECK, True
+            self._due = now + SHORT_RECHECK
         else:
-            self._due, self._expiring = now + ends, True
+            self._due = now + ends
         self._hub.reschedule()

@@ -13,6 +13,11 @@ Usage::
         ws = await accept(request, session)   # Set-Cookie goes out with the handshake
         ...
 
+Closing the connection when the session ends elsewhere (logout, revocation, expiry)::
+
+        ws = await accept(request, session)
+        reason = await run_watched(ws, session, partial(chat, ws))  # 1008 when it ends
+
 Or, keeping full control of ``request.accept``::
 
     ws = await request.accept(extra_headers=handshake_headers(session))
@@ -21,7 +26,10 @@ Or, keeping full control of ``request.accept``::
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Final
+
+import trio
 
 from ._cookies import CookieOptions, CookieOptionsBuilder
 from ._expiry import Expiry
@@ -32,7 +40,12 @@ from ._store import SessionStore
 if TYPE_CHECKING:
     from trio_websocket import WebSocketConnection, WebSocketRequest
 
-__all__ = ["accept", "handshake_headers", "session_for"]
+__all__ = ["CLOSE_CODE", "accept", "handshake_headers", "run_watched", "session_for"]
+
+#: The close code of a connection whose session ended: policy violation.
+CLOSE_CODE: Final = 1008
+#: Seconds the 1008 close handshake may take.
+_CLOSE_TIMEOUT: Final = 2.0
 
 _FROZEN_REASON: Final = "the websocket handshake was already answered"
 
@@ -100,3 +113,28 @@ async def accept(
     headers = [*(extra_headers or []), *handshake_headers(session)]
     session.freeze_id(_FROZEN_REASON)
     return await request.accept(subprotocol=subprotocol, extra_headers=headers)
+
+
+async def run_watched(
+    ws: WebSocketConnection, session: Session, handler: Callable[[], Awaitable[object]]
+) -> str | None:
+    """Run ``handler()`` under the session's watch (:meth:`~trio_ruts.Session.watch`): when
+    the session ends elsewhere (deleted, revoked, renamed by another request, expired) the
+    handler is cancelled and the connection closed with code 1008 and the reason.
+
+    A connection that reads nothing keeps its session alive with ``await session.touch()``
+    (at most once per :attr:`Expiry.interval <trio_ruts.Expiry.interval>` is enough).
+
+    Returns:
+        Why the session ended, or ``None`` when the handler returned first (the connection
+        is then left as the handler left it).
+
+    Raises:
+        SessionStateError: there is no session to watch.
+    """
+    async with session.watch() as watch:
+        await handler()
+    if watch.reason is not None:
+        with trio.move_on_after(_CLOSE_TIMEOUT, shield=True):
+            await ws.aclose(code=CLOSE_CODE, reason=f"session {watch.reason}")
+    return watch.reason

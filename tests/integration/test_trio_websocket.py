@@ -7,16 +7,25 @@ from functools import partial
 
 import pytest
 import trio
-from trio_websocket import WebSocketRequest, open_websocket_url, serve_websocket
+from trio_websocket import ConnectionClosed, WebSocketRequest, open_websocket_url, serve_websocket
 
 from trio_ruts import CookieOptions, MemoryStore, Session, SessionId, SessionStateError
-from trio_ruts.websocket import accept, handshake_headers, session_for
+from trio_ruts.websocket import CLOSE_CODE, accept, handshake_headers, run_watched, session_for
 
 COOKIE = CookieOptions(name="sid", secure=False, max_age=60)
 
 
 async def handler(store: MemoryStore, request: WebSocketRequest) -> None:
     session = session_for(request, store, cookie=COOKIE)
+    if request.path == "/watched":
+        ws = await accept(request, session)
+
+        async def echo() -> None:
+            while True:
+                await ws.send_message(f"echo:{await ws.get_message()}")
+
+        await run_watched(ws, session, echo)
+        return
     if request.path == "/manual":
         ws = await request.accept(extra_headers=handshake_headers(session))
         await ws.send_message(f"user={await session.get('user')}")
@@ -75,3 +84,23 @@ async def test_forged_cookie_is_no_session(server: tuple[str, MemoryStore]) -> N
     url, _ = server
     async with open_websocket_url(url + "/manual", extra_headers=[(b"cookie", b"sid=x")]) as ws:
         assert await ws.get_message() == "user=None"
+
+
+async def test_run_watched_closes_with_1008_when_the_session_ends(
+    server: tuple[str, MemoryStore],
+) -> None:
+    url, store = server
+    s = Session(store, cookie=COOKIE)
+    await s.update("user", "carol")
+    assert s.id is not None
+    cookie = f"sid={s.id}".encode()
+    async with open_websocket_url(url + "/watched", extra_headers=[(b"cookie", cookie)]) as ws:
+        await ws.send_message("hi")
+        assert await ws.get_message() == "echo:hi"
+        assert await Session(store, s.id, cookie=COOKIE).delete()
+        with trio.fail_after(1), pytest.raises(ConnectionClosed) as info:  # noqa: PT012
+            while True:
+                await ws.get_message()
+        await trio.aclose_forcefully(ws._stream)  # trio-websocket leaves it open
+    assert info.value.reason.code == CLOSE_CODE
+    assert info.value.reason.reason == "session deleted"

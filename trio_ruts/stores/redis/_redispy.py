@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from collections.abc import Callable, Sequence
-from contextlib import AsyncExitStack, suppress
+from collections.abc import Sequence
+from contextlib import AsyncExitStack
 from typing import Any, Final
 
 import trio
@@ -16,12 +14,6 @@ from ..._store import CLOSE_TIMEOUT
 from .._asyncio import bridge, open_private_loop
 from ._transport import Arg, ReplyError, Transport
 from ._transport._errors import Table, reraise
-
-_log = logging.getLogger("trio_ruts.redis")
-#: Seconds a pubsub read waits before it looks again (redis-py needs a timeout to yield).
-_PUBSUB_POLL: Final = 1.0
-#: Seconds between attempts to subscribe again after a failure.
-_PUBSUB_RETRY: Final = 0.2
 
 #: redis-py's exceptions, as callers see them; the first row whose type matches wins. Error
 #: replies (``ResponseError``) are not here: they are returned as ``ReplyError`` values.
@@ -112,40 +104,10 @@ class RedisPyTransport:
             f"{self} did not answer within {self._timeout:g} s (the store's timeout)"
         )
 
-    async def subscribe(
-        self,
-        pattern: bytes,
-        on_message: Callable[[bytes, bytes], None],
-        on_subscribed: Callable[[], None],
-    ) -> None:
-        """Run a pattern subscription (redis-py's pubsub) until cancelled, re-subscribing
-        after connection failures; the callbacks run in the loop, which trio runs."""
-        await bridge(self._loop, self._pubsub)(pattern, on_message, on_subscribed)
-
-    async def _pubsub(
-        self,
-        pattern: bytes,
-        on_message: Callable[[bytes, bytes], None],
-        on_subscribed: Callable[[], None],
-    ) -> None:
-        while True:
-            pubsub = self._client.pubsub()
-            try:
-                await pubsub.psubscribe(pattern)
-                while True:
-                    message = await pubsub.get_message(timeout=_PUBSUB_POLL)
-                    if message is None:
-                        continue
-                    if message["type"] == "psubscribe":
-                        on_subscribed()
-                    elif message["type"] == "pmessage":
-                        on_message(message["channel"], message["data"])
-            except (redis_errors.RedisError, OSError) as exc:
-                _log.warning("session notifications from %s interrupted: %s", self, exc)
-            finally:
-                with suppress(Exception):
-                    await pubsub.aclose()
-            await asyncio.sleep(_PUBSUB_RETRY)
+    #: Whether the store may subscribe through this transport: not through redis-py, whose
+    #: pubsub, driven from trio through trio-asyncio, was seen not to end when cancelled
+    #: (the store's close then hung). Watches on such a store poll instead.
+    pubsub_supported = False
 
     async def aclose(self) -> None:
         if self._open:

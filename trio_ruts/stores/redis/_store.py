@@ -434,10 +434,13 @@ class RedisStore(SessionStore, HotLayer):
             hub.notify(digest, payload.decode("ascii", "replace"))
 
         endpoint = getattr(self._factory, "subscription_endpoint", None)
-        if endpoint is None:  # a redis-py client: its own pubsub, in its asyncio loop
-            transport: Any = self._transport
-            await transport.subscribe(pattern, on_message, hub.connected)
-            return
+        if endpoint is None:
+            # A redis-py client (see RedisPyTransport.pubsub_supported): the watches poll,
+            # and see ends without their reason ("deleted"; "expired" past their expiry).
+            hub.connected()
+            while True:
+                await trio.sleep(_POLL_INTERVAL)
+                hub.recheck_all()
         await subscribe(
             endpoint, pattern, on_message, hub.connected, connect_timeout=_SUBSCRIBE_CONNECT
         )
@@ -533,6 +536,8 @@ class RedisStore(SessionStore, HotLayer):
 _DIGEST_CHARS: Final = 43
 
 
+#: Seconds between rechecks of every watch on a redis-py cluster client (no pubsub).
+_POLL_INTERVAL: Final = 0.5
 #: Connect timeout of the subscription's connection (seconds).
 _SUBSCRIBE_CONNECT: Final = 5.0
 
