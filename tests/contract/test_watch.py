@@ -267,3 +267,45 @@ async def test_many_watchers_of_one_session_all_end(store: SessionStore, clock: 
         for running in runs:
             assert await running.ended() == "deleted"
     assert len(store._watch_hub()) == 0
+
+
+# -- cancellation and shutdown ------------------------------------------------------------------
+
+
+def task_names() -> list[str]:
+    names, stack = [], [trio.lowlevel.current_root_task()]
+    while stack:
+        task = stack.pop()
+        names.append(task.name)
+        for nursery in task.child_nurseries:
+            stack.extend(nursery.child_tasks)
+    return names
+
+
+def watch_tasks() -> list[str]:
+    keys = ("trio_ruts._watch.", "._watch_listen", "_subscriber.")
+    return [n for n in task_names() if any(k in n for k in keys)]
+
+
+async def test_cancelled_watches_and_a_closed_store_leave_no_task_behind(
+    kit: Any, request: pytest.FixtureRequest, clock: Any
+) -> None:
+    async with kit.factory(request) as store:
+        sid = await a_session(store)
+        # Cancelled while starting, at each of its first checkpoints, and while running.
+        for delay in (0.0, 0.001, 0.01):
+            with trio.move_on_after(delay):
+                async with new(store, sid).watch():
+                    await trio.sleep_forever()
+        async with watching(new(store, sid)):
+            assert watch_tasks()  # the hub's tasks run in the store's nursery
+        assert len(store._watch_hub()) == 0
+        # A watch still open when the store closes: its session can no longer end.
+        running = Running()
+        async with trio.open_nursery() as nursery:
+            await nursery.start(running.run, new(store, sid), 3600)
+            await store.aclose()
+            await trio.sleep(0.05)
+            assert watch_tasks() == []
+            nursery.cancel_scope.cancel()
+    assert watch_tasks() == []
