@@ -309,3 +309,53 @@ async def test_cancelled_watches_and_a_closed_store_leave_no_task_behind(
             assert watch_tasks() == []
             nursery.cancel_scope.cancel()
     assert watch_tasks() == []
+
+
+# -- users (SPEC section 9) end watches too ------------------------------------------------------
+
+
+async def logged_in(store: SessionStore, user: str = "ada") -> Session:
+    s = new(store)
+    await s.update("data", 1)
+    await s.login(user)
+    return s
+
+
+async def test_revoke_user_ends_the_watch_as_revoked(store: SessionStore, clock: Any) -> None:
+    s = await logged_in(store)
+    assert s.id is not None
+    async with watching(new(store, s.id)) as running:
+        assert await store.revoke_user("ada") == 1
+        assert await running.ended() == heard(store, "revoked")
+
+
+async def test_revoke_others_and_logout_end_the_other_watches(
+    store: SessionStore, clock: Any
+) -> None:
+    mine, other = await logged_in(store), await logged_in(store)
+    assert mine.id is not None
+    assert other.id is not None
+    async with watching(new(store, other.id)) as running:
+        assert await mine.revoke_others() == 1
+        assert await running.ended() == heard(store, "revoked")
+    async with watching(new(store, mine.id)) as running:
+        assert await new(store, mine.id).logout()
+        assert await running.ended() == "deleted"
+
+
+async def test_a_login_elsewhere_ends_the_watch_and_ones_own_login_does_not(
+    store: SessionStore, clock: Any
+) -> None:
+    sid = await a_session(store)
+    async with watching(new(store, sid)) as running:
+        await new(store, sid).login("ada")
+        assert await running.ended() == heard(store, "renamed")
+    sid = await a_session(store)
+    session = new(store, sid)
+    async with watching(session) as running:
+        new_id = await session.login("ada")
+        await trio.sleep(0.3)
+        assert running.reason is None
+        assert await store.revoke_user("ada") >= 1  # ... and it now watches the new id
+        assert new_id is not None
+        assert await running.ended() == heard(store, "revoked")
