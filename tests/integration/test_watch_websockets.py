@@ -19,7 +19,7 @@ from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket
 from tests import servers
 from tests.integration.server import no_cookie_jar, served
 from tests.integration.watch_app import make_watch_app
-from trio_ruts import Expiry
+from trio_ruts import Expiry, SessionId
 from trio_ruts.quart import CLOSE_CODE
 from trio_ruts.stores import RedisStore
 
@@ -152,7 +152,9 @@ async def test_websocket_traffic_keeps_the_session_alive(redis: servers.RedisSer
                 await trio.sleep(0.5)
                 await ws.send_message(str(i))
                 assert await ws.get_message() == f"echo:{i}"
-            ttl = int(redis.cli("TTL", f"w6:{{{cookie[4:8]}}}{cookie[8:]}").strip())
+            sid = SessionId.parse(cookie.split("=", 1)[1])
+            key = RedisStore.from_url(redis.url, prefix="w6:").key(sid).decode()
+            ttl = int(redis.cli("TTL", key).strip())
             assert ttl >= 1
         # Without traffic it ends: the touches were the websocket's doing.
         async with feed(base, cookie) as ws:
