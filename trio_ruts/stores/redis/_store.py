@@ -37,7 +37,6 @@ from ._transport import (
     Transport,
     TransportFactory,
     parse_url,
-    subscribe,
 )
 
 FieldExpiry = Literal["auto", "native", "script"]
@@ -441,6 +440,8 @@ class RedisStore(SessionStore, HotLayer):
             while True:
                 await trio.sleep(_POLL_INTERVAL)
                 hub.recheck_all()
+        from ._transport import subscribe  # needs hiredis: loaded with the first watch
+
         await subscribe(
             endpoint, pattern, on_message, hub.connected, connect_timeout=_SUBSCRIBE_CONNECT
         )
