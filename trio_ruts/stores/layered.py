@@ -25,7 +25,7 @@ import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Final, Generic, TypeVar, cast
 
 import trio
 
@@ -47,6 +47,8 @@ from .._users import UserEntry
 from .._watch import WatchHub
 
 T = TypeVar("T")
+#: How long a revocation through the cold layer's per-user index runs shielded (seconds).
+_END_TIMEOUT: Final = 5.0
 _log = logging.getLogger("trio_ruts.layered")
 
 
@@ -220,13 +222,13 @@ class LayeredStore(SessionStore):
 
     async def _drop_one(self) -> _Hot | None:
         """Drop the hot copy of one dirty session; it stays dirty if that fails."""
+        if not self._dirty and not self._dirty_refs:
+            return None  # dropped meanwhile (a revocation drops its own refs)
         if self._dirty_refs:
             ref = next(iter(self._dirty_refs))
-            del self._dirty_refs[ref]
             forgot = await self._hot(self._cache.cache_forget, ref)
-            if forgot is None:
-                self._dirty_refs[ref] = None
-                self._dirty_event.set()
+            if forgot is not None:  # dirty until then: reads of it skip hot meanwhile
+                self._dirty_refs.pop(ref, None)
             return forgot
         key, hold = next(iter(self._dirty.items()))
         del self._dirty[key]  # a session made dirty again meanwhile is dropped again
@@ -771,17 +773,33 @@ class LayeredStore(SessionStore):
         self, user: str, *, only: list[Any] | None = None, keep: SessionId | None = None
     ) -> list[Any]:
         self._check_open()
-        ended = await self._cold(partial(self.cold._end_user_sessions, user, only=only, keep=keep))
-        # Cold no longer holds them: drop their hot copies (a fill that read cold before the
-        # revocation holds an older lease, which the drop moves past). Cold knows them by
-        # ref (it holds no ids); one the hot layer misses stays dirty until dropped.
-        for ref in ended:
-            address = self.cold._session_ref_of(ref)
-            if address is None:
-                continue
-            if await self._hot(self._cache.cache_forget, address) is None:
-                self._dirty_refs[address] = None
-                self._dirty_event.set()
+        end = partial(self.cold._end_user_sessions, user, only=only, keep=keep)
+        ended: list[Any] | None = None
+        addresses: list[SessionRef] = []
+        # Shielded (for as long as a rename may take): once cold ended the sessions, their
+        # refs must reach this store even if the caller is cancelled, or their hot copies
+        # would outlive the revocation, and running it again would find nothing to end.
+        with trio.move_on_after(_END_TIMEOUT, shield=True):
+            ended = await self._cold(end)
+            # Dirty at once: reads of them skip hot until their hot copies are dropped (a
+            # fill that read cold before the revocation holds an older lease, which the drop
+            # moves past). Cold knows them by ref: it holds no ids.
+            for ref in ended:
+                address = self.cold._session_ref_of(ref)
+                if address is not None:
+                    addresses.append(address)
+                    self._dirty_refs[address] = None
+                    self._dirty_event.set()
+        if ended is None:
+            raise StoreTimeout(
+                f"the cold layer did not confirm a revocation within {_END_TIMEOUT} s; run "
+                f"it again to finish"
+            )
+        for address in addresses:
+            if trio.current_time() < self._hot_skip_until:
+                break  # hot is failing: the invalidator drops the rest when it answers
+            if await self._hot(self._cache.cache_forget, address) is not None:
+                self._dirty_refs.pop(address, None)
         return ended
 
     def _session_ref_of(self, ref: Any) -> SessionRef | None:

@@ -138,6 +138,10 @@ async def entries(store: RedisStore, user: str, current: SessionId | None) -> li
     return listed
 
 
+#: Readings of the index a Redis Cluster revocation makes at most.
+_END_ROUNDS = 4
+
+
 async def end(
     store: RedisStore, user: str, only: Sequence[Any] | None, keep: SessionId | None
 ) -> list[Any]:
@@ -153,20 +157,32 @@ async def end(
         args = ("end", spare, store._watch_prefix, *chosen)
         reply = await store._run(scripts.USERS_SCAN, (ix,), args, False)
         return list(reply[1:])
-    members = await _members(store, ix)
-    if only is not None:
-        members = [k for k in members if k in only]
-    members = [k for k in members if k != spare]
     ended: list[bytes] = []
-    gone: list[bytes] = []
-    for key in members:
-        args = (ix, "end", store._watch_channel_of(key))
-        reply = await store._run(scripts.USER_SESSION, (key,), args, False)
-        (ended if reply[0] else gone).append(key)
+    gone: set[bytes] = set()
+    # A rename writes the new key's entry before it moves the session, so a session that
+    # moved away from a key visited here is under another key of the index: read it again
+    # and visit every entry until a reading finds no live session (a few rounds at most; a
+    # session renamed over and over at the same time may still outrun them, see the docs).
+    for _ in range(_END_ROUNDS):
+        members = [k for k in await _members(store, ix) if k != spare]
+        if only is not None:
+            members = [k for k in members if k in only]
+        found = False
+        for key in members:
+            args = (ix, "end", store._watch_channel_of(key))
+            reply = await store._run(scripts.USER_SESSION, (key,), args, False)
+            if reply[0]:
+                ended.append(key)
+                gone.discard(key)
+                found = True
+            elif key not in ended:
+                gone.add(key)
+        if not found:
+            break
     fixes: list[bytes | str] = []
     for key in ended:
         fixes += [key, "ended"]
-    for key in gone:
+    for key in sorted(gone):
         fixes += [key, "gone"]
     if fixes:
         await store._run(scripts.INDEX_FIX, (ix,), fixes, False)
