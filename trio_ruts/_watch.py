@@ -198,8 +198,8 @@ class Watch:
 
     @property
     def reason(self) -> str | None:
-        """Why the session ended: ``"deleted"``, ``"revoked"``, ``"renamed"``, ``"expired"``;
-        ``None`` while it lives, and when the body ended first."""
+        """Why the session ended (``"deleted"``, ``"revoked"``, ``"renamed"`` or
+        ``"expired"``), or ``None`` while it lives and when the body ended first."""
         return self._reason
 
     @property

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
 __all__ = ["CLOSE_CODE", "accept", "handshake_headers", "run_watched", "session_for"]
 
-#: The close code of a connection whose session ended: policy violation.
+#: Policy violation (1008), the code that closes a connection whose session ended.
 CLOSE_CODE: Final = 1008
 #: Seconds the 1008 close handshake may take.
 _CLOSE_TIMEOUT: Final = 2.0
