@@ -70,6 +70,8 @@ nitpick_ignore_regex = [
     # Third-party names that autodoc renders unqualified in parameter types (imported under
     # `if TYPE_CHECKING:`, or from a package's submodule).
     (r"py:class", r"WebSocketConnection|QuartTrio"),
+    # A private base shared by the two Quart integrations (how they run a store they opened).
+    (r"py:class", r"trio_ruts\._quart_session\._StoreOwner"),
 ]
 
 # -- HTML ---------------------------------------------------------------------------------------

@@ -266,7 +266,33 @@ class ServerSession(SessionMixin):
             await session.remove(key)
 
 
-class ServerSessionInterface(SessionInterface):
+class _StoreOwner:
+    """Runs a store that an extension opened, in the app's nursery, until the app stops
+    serving (``_close_store`` is an after-serving function)."""
+
+    store: SessionStore
+    _stop: trio.Event
+    _stopped: trio.Event
+    _owns_store: bool
+
+    async def _run_store(
+        self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        try:
+            async with self.store:
+                task_status.started()
+                await self._stop.wait()
+        finally:
+            self._stopped.set()
+
+    async def _close_store(self) -> None:
+        if not self._owns_store:
+            return
+        self._stop.set()
+        await self._stopped.wait()
+
+
+class ServerSessionInterface(SessionInterface, _StoreOwner):
     """Quart's ``session`` dict on a trio-ruts store: install with
     ``app.session_interface = ServerSessionInterface(store, ...)`` (or :meth:`init_app`).
 
@@ -342,22 +368,6 @@ class ServerSessionInterface(SessionInterface):
                 self._owns_store = True
                 if self._close_store not in app.after_serving_funcs:
                     app.after_serving_funcs.append(self._close_store)
-
-    async def _run_store(
-        self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-    ) -> None:
-        try:
-            async with self.store:
-                task_status.started()
-                await self._stop.wait()
-        finally:
-            self._stopped.set()
-
-    async def _close_store(self) -> None:
-        if not self._owns_store:
-            return
-        self._stop.set()
-        await self._stopped.wait()
 
     # -- Quart's interface ---------------------------------------------------------------------
 

@@ -39,7 +39,7 @@ from ._expiry import Expiry, default_expiry
 from ._ids import SessionId
 from ._quart_session import ServerSession as ServerSession
 from ._quart_session import ServerSessionInterface as ServerSessionInterface
-from ._quart_session import check_store_serving, request_session
+from ._quart_session import _StoreOwner, check_store_serving, request_session
 from ._serializers import Serializer
 from ._session import Session
 from ._store import SessionStore
@@ -80,7 +80,7 @@ class _RequestSession(Session):
         return await super().login(user, label=label)
 
 
-class Sessions:
+class Sessions(_StoreOwner):
     """Server-side sessions for a :class:`quart_trio.QuartTrio` app.
 
     Args:
@@ -152,22 +152,6 @@ class Sessions:
         self._stopped = trio.Event()
         self._owns_store = True
         await app.nursery.start(self._run_store)
-
-    async def _run_store(
-        self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-    ) -> None:
-        try:
-            async with self.store:
-                task_status.started()
-                await self._stop.wait()
-        finally:
-            self._stopped.set()
-
-    async def _close_store(self) -> None:
-        if not self._owns_store:
-            return
-        self._stop.set()
-        await self._stopped.wait()
 
     # -- per request ---------------------------------------------------------------------------
 
