@@ -3,7 +3,6 @@ when first used (``pip install trio-ruts[redis]`` / ``[postgres]``)."""
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
 from .._cache import CacheEntry as CacheEntry
@@ -23,6 +22,7 @@ from .._store import WriteResult as WriteResult
 from .._strategy import ColdOnly as ColdOnly
 from .._strategy import HotOnly as HotOnly
 from .._strategy import WriteThrough as WriteThrough
+from ._extras import lazy_attribute
 from ._memory import MemoryStore as MemoryStore
 
 if TYPE_CHECKING:
@@ -63,9 +63,4 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
+    return lazy_attribute(__name__, _LAZY, globals(), name)

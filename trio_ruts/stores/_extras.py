@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 from types import ModuleType
+from typing import Any
 
 
 def require(store: str, extra: str, *modules: str) -> list[ModuleType]:
@@ -25,3 +26,16 @@ def require(store: str, extra: str, *modules: str) -> list[ModuleType]:
                 name=exc.name,
             ) from exc
     return loaded
+
+
+def lazy_attribute(
+    package: str, table: dict[str, str], namespace: dict[str, Any], name: str
+) -> Any:
+    """A package's module ``__getattr__``: load ``name`` from the module ``table`` names (a
+    relative module of ``package``) on first use and keep it in ``namespace``."""
+    module = table.get(name)
+    if module is None:
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, package), name)
+    namespace[name] = value
+    return value

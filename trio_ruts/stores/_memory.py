@@ -364,19 +364,21 @@ class MemoryStore(SessionStore, HotLayer):
         return True
 
     async def rename(self, old: SessionId, new: SessionId) -> int | None:
-        self._check_open()
-        await trio.lowlevel.checkpoint()
-        now = trio.current_time()
-        entry = self._live(old.bytes, now)
+        entry, now = await self._enter(old)
         if entry is None:
             return None
+        self._move(entry, old, new, now)
+        return _remaining(now, entry.expires)
+
+    def _move(self, entry: _Session, old: SessionId, new: SessionId, now: float) -> None:
+        """Move the live session ``entry`` from ``old`` to ``new`` (its index entry and its
+        watches follow), or raise before changing anything if ``new`` is taken."""
         if self._live(new.bytes, now) is not None:
             raise SessionIdCollision("the new session id is already in use; nothing was changed")
         del self._sessions[old.bytes]
         self._sessions[new.bytes] = entry
         self._reindex(entry, old.bytes, new.bytes)
         self._watch_notify(old, "renamed")
-        return _remaining(now, entry.expires)
 
     # -- users (SPEC section 9) ----------------------------------------------------------------
 
@@ -422,17 +424,13 @@ class MemoryStore(SessionStore, HotLayer):
         entry, now = await self._enter(old)
         if entry is None:
             return None
-        if self._live(new.bytes, now) is not None:
-            raise SessionIdCollision("the new session id is already in use; nothing was changed")
         # One critical section (no await below): renamed and indexed together.
-        del self._sessions[old.bytes]
-        self._sessions[new.bytes] = entry
+        self._move(entry, old, new, now)
         if entry.user is not None:  # logged in before (maybe as someone else)
-            self._users.get(user_hash(entry.user), {}).pop(old.bytes, None)
+            self._users.get(user_hash(entry.user), {}).pop(new.bytes, None)
         entry.user, entry.label, entry.idle = user, label, idle
         self._reindex(entry, None, new.bytes)
         self._user_index(user, now)
-        self._watch_notify(old, "renamed")
         return _remaining(now, entry.expires)
 
     async def session_user(self, id: SessionId) -> str | None:

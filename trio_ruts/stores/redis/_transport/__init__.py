@@ -17,9 +17,9 @@ The redis-py bridge (``.._redispy``) is a third transport, kept apart because it
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
+from ..._extras import lazy_attribute
 from ._base import Arg as Arg
 from ._base import NotOpen as NotOpen
 from ._base import ReplyError as ReplyError
@@ -62,9 +62,4 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
+    return lazy_attribute(__name__, _LAZY, globals(), name)
