@@ -15,7 +15,7 @@ import logging
 import math
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Protocol
 
 import trio
 
@@ -55,12 +55,30 @@ def watch_digest(id: SessionId) -> str:
     return id_digest(id).hex()[:32]
 
 
+class Channels(Protocol):
+    """A notification source that subscribes session by session (Redis Cluster's sharded
+    pub/sub has no patterns): the hub asks for a session's channel when its first watch
+    starts and gives it up when its last watch stops."""
+
+    def want(self, id: SessionId) -> None:
+        """Subscribe to the channel of ``id`` (returns at once; see :meth:`subscribed`)."""
+
+    def drop(self, id: SessionId) -> None:
+        """Unsubscribe from the channel of ``id`` (returns at once)."""
+
+    async def subscribed(self, id: SessionId) -> None:
+        """Return once the server acknowledged the subscription to the channel of ``id``
+        (at once if it is not wanted)."""
+
+
 class WatchHub:
     """The watches open on one store, and what ends them.
 
     The store's notification source calls :meth:`notify` (a session ended, by digest) and
     :meth:`connected` (its subscription is (re-)established: every watch rechecks the store,
-    so a notification lost while it was down is not missed).
+    so a notification lost while it was down is not missed). A source that subscribes per
+    session sets :attr:`channels` before its first :meth:`connected`, and calls
+    :meth:`recheck` for the sessions whose subscription it re-established.
     """
 
     def __init__(self, store: SessionStore) -> None:
@@ -71,6 +89,7 @@ class WatchHub:
         self._wake = trio.Event()
         self._limiter = trio.CapacityLimiter(RECHECK_CONCURRENCY)
         self.subscriptions = 0  # how many times the source (re-)subscribed
+        self.channels: Channels | None = None  # a per-session source (see Channels)
 
     def __len__(self) -> int:
         return len(self._watches)
@@ -98,9 +117,17 @@ class WatchHub:
         self._ready.set()
 
     def recheck_all(self) -> None:
-        """Have every watch recheck the store soon (sources that cannot subscribe poll)."""
+        """Have every watch recheck the store soon."""
         now = trio.current_time()
         for watch in self._watches:
+            watch._due = min(watch._due, now)
+        self._wake.set()
+
+    def recheck(self, digest: str) -> None:
+        """Have the watches of one session recheck the store soon (its subscription was
+        re-established)."""
+        now = trio.current_time()
+        for watch in self._by_digest.get(digest, ()):
             watch._due = min(watch._due, now)
         self._wake.set()
 
@@ -115,17 +142,42 @@ class WatchHub:
             f"within {SUBSCRIBE_TIMEOUT} s; is the server reachable?"
         )
 
-    def add(self, watch: Watch, digest: str) -> None:
-        self._by_digest.setdefault(digest, set()).add(watch)
+    async def subscribed(self, id: SessionId) -> None:
+        """Return once notifications about ``id`` can arrive (a per-session source
+        acknowledged its subscription).
+
+        Raises:
+            StoreError: not within ``SUBSCRIBE_TIMEOUT``.
+        """
+        if self.channels is None:
+            await trio.lowlevel.checkpoint()
+            return
+        with trio.move_on_after(SUBSCRIBE_TIMEOUT):
+            await self.channels.subscribed(id)
+            return
+        raise StoreError(
+            f"{type(self._store).__name__} could not subscribe to a session's notifications "
+            f"within {SUBSCRIBE_TIMEOUT} s; is the server that holds it reachable?"
+        )
+
+    def add(self, watch: Watch, id: SessionId, digest: str) -> None:
+        found = self._by_digest.get(digest)
+        if found is None:
+            found = self._by_digest[digest] = set()
+            if self.channels is not None:
+                self.channels.want(id)  # the session's first watch
+        found.add(watch)
         self._watches.add(watch)
 
-    def discard(self, watch: Watch, digest: str | None) -> None:
-        if digest is not None:
+    def discard(self, watch: Watch, id: SessionId | None, digest: str | None) -> None:
+        if id is not None and digest is not None:
             found = self._by_digest.get(digest)
             if found is not None:
                 found.discard(watch)
                 if not found:
                     del self._by_digest[digest]
+                    if self.channels is not None:
+                        self.channels.drop(id)  # its last watch
         self._watches.discard(watch)
 
     def reschedule(self) -> None:
@@ -153,6 +205,8 @@ class WatchHub:
     async def _recheck(self, watch: Watch) -> None:
         try:
             async with self._limiter:
+                assert watch._id is not None
+                await self.subscribed(watch._id)  # e.g. after the session's own rename
                 # Gone by its expected end: it expired; earlier, something ended it.
                 expired = trio.current_time() >= watch._ends - EXPIRY_SLACK
                 await watch._check(gone="expired" if expired else "deleted")
@@ -255,6 +309,8 @@ class Watch:
         self._move(id)
         session._watch_add(self)
         try:
+            # Subscribed before the check: an end between the two is not missed.
+            await hub.subscribed(id)
             await self._check(gone=None if if_held else "deleted")
         except BaseException:
             self.stop()
@@ -265,7 +321,7 @@ class Watch:
         """Stop watching (idempotent); the scope is left alone."""
         hub, self._hub = self._hub, None
         if hub is not None:
-            hub.discard(self, self._digest)
+            hub.discard(self, self._id, self._digest)
         self._session._watch_discard(self)
 
     # -- internals -------------------------------------------------------------------------------
@@ -275,9 +331,9 @@ class Watch:
         hub = self._hub
         if hub is None:
             return
-        hub.discard(self, self._digest)
+        hub.discard(self, self._id, self._digest)
         self._id, self._digest = id, watch_digest(id)
-        hub.add(self, self._digest)
+        hub.add(self, id, self._digest)
 
     def _follow(self) -> None:
         """The session's id may have changed (its own rename): watch its current id."""
@@ -302,7 +358,7 @@ class Watch:
         self._scope.cancel()
         hub, self._hub = self._hub, None
         if hub is not None:
-            hub.discard(self, self._digest)
+            hub.discard(self, self._id, self._digest)
 
     async def _check(self, *, gone: str | None) -> None:
         """Ask the store whether the session lives, and when it may expire."""

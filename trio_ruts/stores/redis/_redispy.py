@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from typing import Any, Final
@@ -12,7 +13,7 @@ from redis import exceptions as redis_errors
 from ..._errors import StoreError, StoreTimeout
 from ..._store import CLOSE_TIMEOUT
 from .._asyncio import bridge, open_private_loop
-from ._transport import Arg, ReplyError, Transport
+from ._transport import Arg, Endpoint, ReplyError, Subscription, Transport
 from ._transport._errors import Table, reraise
 
 #: redis-py's exceptions, as callers see them; the first row whose type matches wins. Error
@@ -44,6 +45,8 @@ _TABLE: Final[Table] = (
 class RedisPyFactory:
     """Opens a :class:`RedisPyTransport` on ``client`` (see ``RedisStore.from_client``)."""
 
+    extra = "redis-py"
+
     def __init__(self, client: Any, timeout: float | None) -> None:
         options = getattr(getattr(client, "connection_pool", None), "connection_kwargs", {})
         encoder = client.get_encoder() if hasattr(client, "get_encoder") else None
@@ -56,6 +59,11 @@ class RedisPyFactory:
 
     def __str__(self) -> str:
         return f"redis via {type(self._client).__name__}"
+
+    def subscription(self, transport: Transport) -> Subscription:
+        """Where session notifications are subscribed: the client's server or cluster nodes,
+        reached by the store's own connections (see :func:`client_subscription`)."""
+        return client_subscription(self._client)
 
     async def open(self, stack: AsyncExitStack, nursery: trio.Nursery) -> Transport:
         # The loop lives on the store's exit stack: it is left after the transport closes.
@@ -104,11 +112,6 @@ class RedisPyTransport:
             f"{self} did not answer within {self._timeout:g} s (the store's timeout)"
         )
 
-    #: Whether the store may subscribe through this transport: not through redis-py, whose
-    #: pubsub, driven from trio through trio-asyncio, was seen not to end when cancelled
-    #: (the store's close then hung). Watches on such a store poll instead.
-    pubsub_supported = False
-
     async def aclose(self) -> None:
         if self._open:
             self._open = False
@@ -124,3 +127,79 @@ class RedisPyTransport:
         pool = getattr(self._client, "connection_pool", None)
         if pool is not None:
             await pool.disconnect()
+
+
+def client_subscription(client: Any) -> Subscription:
+    """The server (or cluster nodes) of a redis-py client and its connection settings (host,
+    port or unix socket, username, password, db, TLS), for the store's own subscriber.
+
+    redis-py's pubsub is not used: driven from trio through trio-asyncio, it was seen not to
+    end when cancelled (the store's close then hung).
+
+    Raises:
+        StoreError: the client's settings cannot be reproduced (a connection class of its
+            own, a credential provider).
+    """
+    from redis.asyncio import connection as rc
+
+    cluster = hasattr(client, "nodes_manager")
+    if cluster:
+        kwargs = dict(client.connection_kwargs)
+        kind = kwargs.get("connection_class", rc.Connection)
+        nodes = [n for n in client.get_nodes() if n.server_type in (None, "primary")]
+        nodes = nodes or client.get_nodes() or client.nodes_manager.startup_nodes.values()
+        addresses = [(n.host, int(n.port)) for n in nodes]
+    else:
+        pool = client.connection_pool
+        kwargs, kind = dict(pool.connection_kwargs), pool.connection_class
+        addresses = [(kwargs.get("host", "localhost"), int(kwargs.get("port", 6379)))]
+    what = f"watching sessions on a {type(client).__name__} client"
+    if kind not in (rc.Connection, rc.SSLConnection, rc.UnixDomainSocketConnection):
+        raise StoreError(
+            f"{what}: its connection class {kind.__name__} is not one whose settings the "
+            "store can reproduce for its subscription connection; use redis-py's own "
+            "Connection, SSLConnection or UnixDomainSocketConnection, or RedisStore.from_url"
+        )
+    if kwargs.get("credential_provider") is not None:
+        raise StoreError(
+            f"{what}: a credential_provider cannot be used by the store's subscription "
+            "connection; give the client a username and password, or use RedisStore.from_url"
+        )
+    tls = kind is rc.SSLConnection
+    context = _ssl_context(kwargs) if tls else None
+    user, password = kwargs.get("username"), kwargs.get("password")
+    db = 0 if cluster else int(kwargs.get("db") or 0)
+    if kind is rc.UnixDomainSocketConnection:
+        seeds = [Endpoint(unix_path=kwargs["path"], username=user, password=password, db=db)]
+    else:
+        seeds = [
+            Endpoint(host, port, None, tls, context, user, password, db) for host, port in addresses
+        ]
+    return Subscription(tuple(seeds), cluster=cluster)
+
+
+_CERT_REQS: Final = {
+    "none": ssl.CERT_NONE,
+    "optional": ssl.CERT_OPTIONAL,
+    "required": ssl.CERT_REQUIRED,
+}
+
+
+def _ssl_context(kwargs: dict[str, Any]) -> ssl.SSLContext:
+    """An SSL context with redis-py's ``ssl_*`` settings."""
+    context = ssl.create_default_context(
+        cafile=kwargs.get("ssl_ca_certs"),
+        capath=kwargs.get("ssl_ca_path"),
+        cadata=kwargs.get("ssl_ca_data"),
+    )
+    reqs = kwargs.get("ssl_cert_reqs", "required")
+    mode = _CERT_REQS.get(reqs, ssl.CERT_REQUIRED) if isinstance(reqs, str) else reqs
+    context.check_hostname = bool(kwargs.get("ssl_check_hostname", True)) and (
+        mode != ssl.CERT_NONE
+    )
+    context.verify_mode = mode
+    if kwargs.get("ssl_certfile"):
+        context.load_cert_chain(
+            kwargs["ssl_certfile"], kwargs.get("ssl_keyfile"), kwargs.get("ssl_password")
+        )
+    return context

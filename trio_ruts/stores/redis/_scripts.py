@@ -817,14 +817,15 @@ CACHE_PUT = _script("cache_put", _CACHE_PRELUDE + _CACHE_PUT)
 #
 # The notifying variants of the scripts that can end a session: the same body, run as a
 # function, then a PUBLISH in the same atomic step when it ended the session under KEYS[1].
-# The store appends two ARGV: the channel (``prefix watch:`` and the key after its prefix:
-# ``{tag}digest``, no usable id) and
+# The store appends three ARGV: the command ('PUBLISH'; 'SPUBLISH' on a cluster), the channel
+# (``prefix watch:`` and the key after its prefix: ``{tag}digest``, no usable id) and
 # the reason ('deleted', 'revoked', 'expired' or 'renamed'). A 'renamed' whose target key
 # does not exist afterwards was an expiry (the session was past its cap, or already dead).
-# On a cluster, PUBLISH reaches every node's subscribers.
+# On a cluster, SPUBLISH reaches the subscribers at the master of the channel's slot (the
+# key's, by its hash tag).
 
 _NOTIFY_HEAD = r"""
-local watch_channel, watch_reason = ARGV[#ARGV - 1], ARGV[#ARGV]
+local watch_publish, watch_channel, watch_reason = ARGV[#ARGV - 2], ARGV[#ARGV - 1], ARGV[#ARGV]
 local watch_had = redis.call('EXISTS', KEYS[1])
 local function op()
 """
@@ -836,7 +837,7 @@ if watch_had == 1 and redis.call('EXISTS', KEYS[1]) == 0 then
   if watch_reason == 'renamed' and (not KEYS[2] or redis.call('EXISTS', KEYS[2]) == 0) then
     watch_reason = 'expired'
   end
-  redis.call('PUBLISH', watch_channel, watch_reason)
+  redis.call(watch_publish, watch_channel, watch_reason)
 end
 return reply
 """

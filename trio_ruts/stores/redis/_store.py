@@ -34,6 +34,7 @@ from ._transport import (
     Arg,
     NotOpen,
     ReplyError,
+    Subscription,
     Transport,
     TransportFactory,
     parse_url,
@@ -68,6 +69,10 @@ class RedisStore(SessionStore, HotLayer):
         self._prefix = prefix.encode() if isinstance(prefix, str) else bytes(prefix)
         self._field_expiry: FieldExpiry = per_field_expiry
         self._native = b"0"
+        # How the scripts announce a session's end: PUBLISH on one server (and on a cluster
+        # of Redis < 7.0), SPUBLISH (sharded) on a cluster; decided when the store opens.
+        self._publish = b"PUBLISH"
+        self._subscription: Subscription | None = None  # known with the first watch
 
     # -- construction --------------------------------------------------------------------------
 
@@ -168,6 +173,14 @@ class RedisStore(SessionStore, HotLayer):
             self._native = b"1" if found == 1 else b"0"
         else:
             self._native = b"1" if self._field_expiry == "native" else b"0"
+        self._publish = b"PUBLISH"
+        if not users.single_server(self):
+            found = await self._transport.execute(
+                None, ("EVAL", _DETECT_SHARDED, 0), idempotent=True
+            )
+            self._raise_for(found, "detect sharded pub/sub")
+            if found == 1:
+                self._publish = b"SPUBLISH"
 
     async def _close(self) -> None:
         await self._transport.aclose()
@@ -417,34 +430,55 @@ class RedisStore(SessionStore, HotLayer):
     def _watch_prefix(self) -> bytes:
         return self._prefix + b"watch:"
 
-    def _watch_args(self, id: SessionId, reason: str) -> tuple[bytes, str]:
-        return self.watch_channel(id), reason
+    def _watch_args(self, id: SessionId, reason: str) -> tuple[bytes, bytes, str]:
+        return self._publish, self.watch_channel(id), reason
+
+    @property
+    def _sharded(self) -> bool:
+        """Whether notifications use sharded pub/sub (a cluster of Redis >= 7.0)."""
+        return self._publish == b"SPUBLISH"
+
+    def _watch_hub(self) -> WatchHub:
+        if self._watch_hub_state is None:
+            self._check_open()
+            # Fail the first watch() itself, not the store's nursery, when the subscription
+            # cannot be made: hiredis missing, or a redis-py client's settings not reusable.
+            require("RedisStore.watch()", self._factory.extra, "hiredis")
+            self._subscription = self._factory.subscription(self._transport)
+        return super()._watch_hub()
+
+    def _watch_digest(self, channel: bytes) -> str | None:
+        """How watch_digest names the session of ``channel`` (the key's digest part,
+        base64url, in hex), or ``None``."""
+        start = len(self._watch_prefix) + 1 + TAG_CHARS + 1
+        try:
+            return base64.urlsafe_b64decode(channel[start:] + b"=").hex()[:32]
+        except ValueError:
+            return None  # not one of ours
 
     async def _watch_listen(self, hub: WatchHub) -> None:
-        pattern = _glob_escape(self._watch_prefix + b"{") + b"*"
-        start = len(self._watch_prefix) + 1 + TAG_CHARS + 1
-
         def on_message(channel: bytes, payload: bytes) -> None:
-            # The key's digest part (base64url), as watch_digest names it (hex).
-            try:
-                digest = base64.urlsafe_b64decode(channel[start:] + b"=").hex()[:32]
-            except ValueError:
-                return  # not one of ours
-            hub.notify(digest, payload.decode("ascii", "replace"))
+            digest = self._watch_digest(channel)
+            if digest is not None:
+                hub.notify(digest, payload.decode("ascii", "replace"))
 
-        endpoint = getattr(self._factory, "subscription_endpoint", None)
-        if endpoint is None:
-            # A redis-py client (see RedisPyTransport.pubsub_supported): the watches poll,
-            # and see ends without their reason ("deleted"; "expired" past their expiry).
-            hub.connected()
-            while True:
-                await trio.sleep(_POLL_INTERVAL)
-                hub.recheck_all()
         from ._transport import subscribe  # needs hiredis: loaded with the first watch
 
-        await subscribe(
-            endpoint, pattern, on_message, hub.connected, connect_timeout=_SUBSCRIBE_CONNECT
-        )
+        plan = self._subscription
+        assert plan is not None
+        if not self._sharded:
+            pattern = _glob_escape(self._watch_prefix + b"{") + b"*"
+            await subscribe(
+                plan.seeds[0],
+                pattern,
+                on_message,
+                hub.connected,
+                connect_timeout=_SUBSCRIBE_CONNECT,
+            )
+            return
+        from . import _sharded
+
+        await _sharded.listen(self, hub, plan, on_message, _SUBSCRIBE_CONNECT)
 
     # -- the hot-layer protocol (see trio_ruts._cache) ---------------------------------------
 
@@ -537,8 +571,8 @@ class RedisStore(SessionStore, HotLayer):
 _DIGEST_CHARS: Final = 43
 
 
-#: Seconds between rechecks of every watch on a redis-py cluster client (no pubsub).
-_POLL_INTERVAL: Final = 0.5
+#: 1 where the server has sharded pub/sub (Redis >= 7.0; REDIS_VERSION_NUM is 7.0's too).
+_DETECT_SHARDED: Final = "return (redis.REDIS_VERSION_NUM or 0) >= 0x070000 and 1 or 0"
 #: Connect timeout of the subscription's connection (seconds).
 _SUBSCRIBE_CONNECT: Final = 5.0
 

@@ -137,14 +137,15 @@ return out
 """
 
 # One session of a user on a Redis Cluster (KEYS[1]; ARGV[2] the index key's name, ARGV[3]
-# 'end' to end it, announced on the channel ARGV[4] with reason 'revoked'): {0} when it is not
-# a live session of that index, else {1, created ms, '1' .. label or '', idle, pttl, now}.
+# 'end' to end it, announced on the channel ARGV[4] by ARGV[5] (PUBLISH or SPUBLISH) with
+# reason 'revoked'): {0} when it is not a live session of that index, else {1, created ms,
+# '1' .. label or '', idle, pttl, now}.
 _USER_SESSION = r"""
 local k = KEYS[1]
 if not member_live(ARGV[2], k) then return {0} end
 if ARGV[3] == 'end' then
   redis.call('DEL', k)
-  redis.call('PUBLISH', ARGV[4], 'revoked')
+  redis.call(ARGV[5], ARGV[4], 'revoked')
   return {1}
 end
 local m = redis.call('HMGET', k, '\0a', '\0l', '\0i')

@@ -169,7 +169,7 @@ async def end(
             members = [k for k in members if k in only]
         found = False
         for key in members:
-            args = (ix, "end", store._watch_channel_of(key))
+            args = (ix, "end", store._watch_channel_of(key), store._publish)
             reply = await store._run(scripts.USER_SESSION, (key,), args, False)
             if reply[0]:
                 ended.append(key)

@@ -9,7 +9,8 @@
 * ``_errors``: the translation table;
 * ``_single`` and ``_cluster``: commands to one server, and to a cluster (slot routing);
 * ``_factory``: how a store gets its transport, cluster detection included;
-* ``_subscriber``: the dedicated pub/sub connection of session notifications.
+* ``_subscriber``: the dedicated pub/sub connection of session notifications (one server);
+* ``_sharded``: sharded pub/sub on a cluster, one connection per master node.
 
 The redis-py bridge (``.._redispy``) is a third transport, kept apart because it needs the
 ``redis`` package.
@@ -26,18 +27,23 @@ from ._base import ReplyError as ReplyError
 from ._base import Transport as Transport
 from ._base import TransportFactory as TransportFactory
 from ._endpoint import Endpoint as Endpoint
+from ._endpoint import Subscription as Subscription
 from ._endpoint import parse_url as parse_url
 
 if TYPE_CHECKING:
+    from ._cluster import Cluster as Cluster
     from ._cluster import key_slot as key_slot
     from ._factory import NativeFactory as NativeFactory
     from ._pool import Options as Options
     from ._resp import pack as pack
+    from ._sharded import ShardedSubscriber as ShardedSubscriber
     from ._subscriber import subscribe as subscribe
 
 # The native transport needs hiredis: its names load on first use (RedisStore.from_url), so
 # that importing RedisStore, or using the redis-py bridge, loads no hiredis.
 _LAZY: dict[str, str] = {
+    "Cluster": "._cluster",
+    "ShardedSubscriber": "._sharded",
     "NativeFactory": "._factory",
     "Options": "._pool",
     "key_slot": "._cluster",
@@ -47,11 +53,14 @@ _LAZY: dict[str, str] = {
 
 __all__ = [
     "Arg",
+    "Cluster",
     "Endpoint",
     "NativeFactory",
     "NotOpen",
     "Options",
     "ReplyError",
+    "ShardedSubscriber",
+    "Subscription",
     "Transport",
     "TransportFactory",
     "key_slot",

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
-from typing import Any, NoReturn, Protocol
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 import trio
 
 from ...._errors import StoreNotOpen
+
+if TYPE_CHECKING:
+    from ._endpoint import Subscription
 
 Arg = bytes | str | int | float
 
@@ -46,13 +49,24 @@ class Transport(Protocol):
 class TransportFactory(Protocol):
     """What a store holds before it opens: it asks for its transport when it opens.
 
-    ``str()`` names the server(s), as the transport will.
+    ``str()`` names the server(s), as the transport will. ``extra`` is the pip extra that
+    installs what it needs.
     """
+
+    extra: str
 
     async def open(self, stack: AsyncExitStack, nursery: trio.Nursery) -> Transport:
         """Connect and return the transport. Contexts that must live as long as the store go
         on ``stack``; background tasks (connection readers) run in the store's ``nursery``.
         If opening fails, whatever was opened is released before the error propagates."""
+        ...
+
+    def subscription(self, transport: Transport) -> Subscription:
+        """Where the store subscribes to session notifications, once ``transport`` is open.
+
+        Raises:
+            StoreError: the store cannot subscribe with these settings.
+        """
         ...
 
 

@@ -92,6 +92,15 @@ class Cluster:
                 slots[slot] = (host, int(master[1]))
         self._slots = slots
 
+    def owner(self, slot: int) -> tuple[str, int] | None:
+        """The master that serves ``slot``, as last seen (``None``: unknown)."""
+        return self._slots[slot]
+
+    def moved(self, slot: int, address: tuple[str, int]) -> None:
+        """A ``MOVED`` seen elsewhere (the subscriber's): record it, reload the map soon."""
+        self._slots[slot] = address
+        self._stale = True
+
     def close(self) -> None:
         for pool in self._pools.values():
             pool.close()

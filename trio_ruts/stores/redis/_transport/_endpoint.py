@@ -31,6 +31,15 @@ class Endpoint:
         return Endpoint(host, port, None, self.tls, self.ssl_context, self.username, self.password)
 
 
+@dataclass(frozen=True)
+class Subscription:
+    """Where a store hears of sessions ending: one server (``seeds[0]``), or the cluster the
+    ``seeds`` belong to."""
+
+    seeds: tuple[Endpoint, ...]
+    cluster: bool
+
+
 def parse_url(url: str, ssl_context: ssl.SSLContext | None = None) -> Endpoint:
     """Parse ``redis://``, ``rediss://`` and ``unix://`` URLs (user, password, db).
 

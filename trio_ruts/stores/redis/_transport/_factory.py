@@ -9,7 +9,7 @@ import trio
 
 from ._base import Transport
 from ._cluster import Cluster
-from ._endpoint import Endpoint
+from ._endpoint import Endpoint, Subscription
 from ._pool import Options
 from ._single import SingleNode
 
@@ -25,6 +25,8 @@ class NativeFactory:
             case the whole cluster is used.
     """
 
+    extra = "redis"
+
     def __init__(
         self, seeds: Sequence[Endpoint], options: Options, *, cluster: bool | None
     ) -> None:
@@ -39,11 +41,10 @@ class NativeFactory:
             return f"redis cluster via {self._seeds[0]}"
         return str(self._seeds[0])
 
-    @property
-    def subscription_endpoint(self) -> Endpoint:
-        """Where session notifications are subscribed: the first seed (in a cluster,
-        PUBLISH reaches every node's subscribers)."""
-        return self._seeds[0]
+    def subscription(self, transport: Transport) -> Subscription:
+        """Where session notifications are subscribed: the server, or the cluster (sharded,
+        at each channel's node) when ``transport`` turned out to be one."""
+        return Subscription(tuple(self._seeds), cluster=isinstance(transport, Cluster))
 
     async def open(self, stack: AsyncExitStack, nursery: trio.Nursery) -> Transport:
         if self._cluster:
