@@ -356,3 +356,20 @@ async def test_a_redispy_store_closed_with_watches_open_leaves_no_task(
             await trio.sleep(0.05)
             assert [n for n in task_names() if any(k in n for k in keys)] == []
             nursery.cancel_scope.cancel()
+
+
+async def test_a_lost_subscription_connection_makes_its_watches_recheck(
+    cluster: list[servers.RedisServer],
+) -> None:
+    """An end the store could not hear (here a plain DEL, as while the connection was down)
+    is found by the recheck that follows the resubscription."""
+    async with two_stores(cluster) as (store, _):
+        sid = await a_session(store)
+        node = owner(cluster, store.key(sid))
+        async with watching(new(store, sid)) as running:
+            node.cli("DEL", store.key(sid).decode())  # announces nothing
+            await trio.sleep(0.2)
+            assert not running.done.is_set()
+            for line in shard_connections(node):
+                node.cli("CLIENT", "KILL", "ID", line.split()[0].removeprefix("id="))
+            assert await running.ended(WITHIN) == "deleted"
