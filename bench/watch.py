@@ -1,5 +1,6 @@
 """Live revocation latency: from the call that ends a session to its watcher's cancellation,
-on Redis and Postgres, with 1,000 watchers open on the store.
+on Redis (one server, a 3-master cluster with sharded pub/sub, and a redis-py client on each)
+and Postgres, with 1,000 watchers open on the store.
 
 One store (A) holds 1,000 watches, each on its own session; a second store instance (B) over
 the same server ends them one at a time with ``delete()``, so each notification crosses
@@ -67,6 +68,19 @@ async def measure(store: SessionStore, other: SessionStore, ends: int) -> dict[s
         return {"median_ms": statistics.median(latencies) * 1000, "p99_ms": p99 * 1000}
 
 
+def _redispy(url: str) -> Any:
+    import redis.asyncio
+
+    pool = redis.asyncio.BlockingConnectionPool.from_url(url, max_connections=20)
+    return redis.asyncio.Redis(connection_pool=pool)
+
+
+def _redispy_cluster(nodes: list[servers.RedisServer]) -> Any:
+    from redis.asyncio.cluster import ClusterNode, RedisCluster
+
+    return RedisCluster(startup_nodes=[ClusterNode("127.0.0.1", n.port) for n in nodes])
+
+
 def run(quick: bool) -> dict[str, Any]:
     ends = 100 if quick else WATCHERS
     results: dict[str, dict[str, float]] = {}
@@ -74,6 +88,17 @@ def run(quick: bool) -> dict[str, Any]:
         a = RedisStore.from_url(redis.url, prefix="watch-bench:")
         b = RedisStore.from_url(redis.url, prefix="watch-bench:")
         results["redis"] = trio.run(measure, a, b, ends)
+        a = RedisStore.from_client(_redispy(redis.url), prefix="watch-bench-py:")
+        b = RedisStore.from_url(redis.url, prefix="watch-bench-py:")
+        results["redis-py"] = trio.run(measure, a, b, ends)
+    with servers.redis_cluster(servers.system_redis_binary()) as nodes:
+        urls = [n.url for n in nodes]
+        a = RedisStore.cluster(urls, prefix="watch-bench:")
+        b = RedisStore.cluster(urls, prefix="watch-bench:")
+        results["cluster"] = trio.run(measure, a, b, ends)
+        a = RedisStore.from_client(_redispy_cluster(nodes), prefix="watch-bench-py:")
+        b = RedisStore.cluster(urls, prefix="watch-bench-py:")
+        results["cluster-py"] = trio.run(measure, a, b, ends)
     with servers.postgres_server() as pg:
         a = PostgresStore.from_dsn(pg.dsn, table="bench_watch", sweep_interval=None)
         b = PostgresStore.from_dsn(pg.dsn, table="bench_watch", sweep_interval=None)

@@ -116,7 +116,8 @@ def test_a_missing_driver_names_its_extra(
 
 @pytest.mark.redis
 def test_the_redis_py_bridge_needs_no_hiredis(redis70: servers.RedisServer) -> None:
-    """The ``redis-py`` extra (redis-py, trio-asyncio) is enough for ``from_client``."""
+    """redis-py and trio-asyncio are enough for ``from_client``'s commands; its watches
+    (the store's own subscriber) need hiredis, and say which extra brings it."""
     out = _without(
         ("hiredis",),
         f"""
@@ -130,10 +131,16 @@ def test_the_redis_py_bridge_needs_no_hiredis(redis70: servers.RedisServer) -> N
                 session = Session(store)
                 await session.update("user", "alice")
                 print("read back:", await Session(store, id=session.id).get("user"))
+                try:
+                    async with Session(store, id=session.id).watch():
+                        pass
+                except ModuleNotFoundError as exc:
+                    print("watch:", exc)
             print("hiredis loaded:", sys.modules.get("hiredis") is not None)
 
         trio.run(main)
         """,
     )
     assert "read back: alice" in out
+    assert 'watch: RedisStore.watch() needs hiredis: pip install "trio-ruts[redis-py]"' in out
     assert "hiredis loaded: False" in out

@@ -31,13 +31,14 @@ def single_server(store: RedisStore) -> bool:
     found: bool | None = store.__dict__.get("_single_server")
     if found is not None:
         return found
-    from ._transport._cluster import Cluster
-
     transport = store._transport
     client = getattr(transport, "_client", None)
-    found = not isinstance(transport, Cluster) and (
-        client is None or "Cluster" not in type(client).__name__
-    )
+    if client is not None:  # a redis-py client (whose store may have no hiredis)
+        found = "Cluster" not in type(client).__name__
+    else:
+        from ._transport._cluster import Cluster
+
+        found = not isinstance(transport, Cluster)
     if store.is_open:
         store.__dict__["_single_server"] = found
     return found

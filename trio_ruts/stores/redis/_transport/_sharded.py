@@ -333,16 +333,16 @@ class ShardedSubscriber:
             if kind == b"smessage" and len(reply) == 3:
                 self._on_message(reply[1], reply[2])
             elif kind == b"ssubscribe":
-                self._acknowledged(node, node.sent.popleft()[1])
+                self._acknowledged(node, _answered(node)[1])
             elif kind == b"sunsubscribe":
                 if node.sent and node.sent[0] == ("u", self._sent_channel(node, reply[1])):
                     node.sent.popleft()  # the reply to our SUNSUBSCRIBE
                 else:
                     self._slot_left(node, reply[1])
             elif kind == b"pong":
-                node.sent.popleft()
+                _answered(node)
             return
-        kind, channel = node.sent.popleft()
+        kind, channel = _answered(node)
         if isinstance(reply, ReplyError):
             if kind == "p":
                 raise _Refused(str(reply))  # the server's words: never the password
@@ -396,3 +396,10 @@ class ShardedSubscriber:
         await trio.sleep(RETRY_DELAY)
         self._stale = True
         self._placer_wake.set()
+
+
+def _answered(node: _Node) -> tuple[str, _Channel | None]:
+    """The command the reply at hand answers."""
+    if not node.sent:  # the connection's state is not what we think: start afresh
+        raise hiredis.ProtocolError("a reply to no command")
+    return node.sent.popleft()
