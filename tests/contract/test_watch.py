@@ -274,7 +274,7 @@ def task_names() -> list[str]:
 
 
 def watch_tasks() -> list[str]:
-    keys = ("trio_ruts._watch.", "._watch_listen", "_subscriber.")
+    keys = ("trio_ruts._watch.", "._watch_listen", "_subscriber.", "_sharded.")
     return [n for n in task_names() if any(k in n for k in keys)]
 
 
