@@ -373,3 +373,22 @@ async def test_a_lost_subscription_connection_makes_its_watches_recheck(
             for line in shard_connections(node):
                 node.cli("CLIENT", "KILL", "ID", line.split()[0].removeprefix("id="))
             assert await running.ended(WITHIN) == "deleted"
+
+
+async def test_a_redispy_client_whose_settings_cannot_be_reproduced_cannot_watch(
+    redis70: servers.RedisServer,
+) -> None:
+    import redis.asyncio
+
+    from trio_ruts import StoreError
+
+    class Custom(redis.asyncio.Connection):
+        pass
+
+    pool = redis.asyncio.ConnectionPool(connection_class=Custom, port=redis70.port)
+    async with RedisStore.from_client(redis.asyncio.Redis(connection_pool=pool)) as store:
+        sid = await a_session(store)  # its other operations work
+        with pytest.raises(StoreError, match="connection class Custom"):
+            async with new(store, sid).watch():
+                pass
+        assert await new(store, sid).delete()
