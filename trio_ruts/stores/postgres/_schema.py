@@ -721,6 +721,30 @@ END
 $$;
 """
 
+# Version 11: the touch of a read that found its field live (p_live), the usual case. Then
+# the session is live (no EXISTS over its fields), and without a cap the new lifetime is idle
+# exactly (no RETURNING): an UPDATE of the row by its key with the threshold checked again on
+# the row it locks. Otherwise version 7's function does the whole check. Extending a session
+# whose last field a concurrent change ended since the read's snapshot keeps it dead: a
+# session lives only while it has a live field. Version 7's function stays (it serves the
+# general case, and processes of the previous release during an upgrade).
+_TOUCH_V11 = """
+CREATE FUNCTION {touch}(p_id bytea, p_idle integer, p_below float8, p_cap integer,
+  p_live boolean)
+RETURNS integer LANGUAGE plpgsql AS $$
+BEGIN
+  IF p_live AND p_cap IS NULL THEN
+    UPDATE {sessions} SET expires_at = now() + make_interval(secs => p_idle)
+      WHERE id = p_id AND expires_at > now()
+        AND expires_at < now() + make_interval(secs => p_below);
+    IF FOUND THEN RETURN p_idle; END IF;
+    RETURN NULL;
+  END IF;
+  RETURN {touch}(p_id, p_idle, p_below, p_cap);
+END
+$$;
+"""
+
 # Version 8: protection at rest. Sessions are addressed by the SHA-256 of their id (see
 # trio_ruts._ids.id_digest), never by the id: rows written by earlier versions (16-byte ids)
 # get their digest, and their fields follow through the foreign key's ON UPDATE CASCADE. A
@@ -912,6 +936,7 @@ MIGRATIONS: Final = {
     8: [_DIGEST_IDS_V8],
     9: [_USERS_V9],
     10: [_WATCH_V10],
+    11: [_TOUCH_V11],
 }
 LATEST: Final = max(MIGRATIONS)
 
@@ -1016,7 +1041,7 @@ class Queries:
         # the live session's lifetime is below the threshold.
         self.touch_get = (
             f"SELECT f.value, CASE WHEN s.expires_at < now() + make_interval(secs => "
-            f"$4::float8) THEN {m['touch']}(s.id, $3, $4, $5) END "
+            f"$4::float8) THEN {m['touch']}(s.id, $3, $4, $5, f.value IS NOT NULL) END "
             f"FROM (VALUES (1)) one (x) "
             f"LEFT JOIN {m['sessions']} s ON s.id = $1 AND s.expires_at > now() "
             f"LEFT JOIN {m['fields']} f ON f.session_id = s.id AND f.field = $2 "
