@@ -133,8 +133,10 @@ end
 local function touch(key, pttl, idle, below, abs)
   if pttl < 0 or pttl >= below then return nil end
   local new = idle
-  local cap = cap_ms(key, abs, now_ms())
-  if cap and cap < new then new = cap end
+  if abs then -- TIME only for a cap: most sessions have none
+    local cap = cap_ms(key, abs, now_ms())
+    if cap < new then new = cap end
+  end
   if new <= pttl then return nil end
   redis.call('PEXPIRE', key, new)
   return new
@@ -462,38 +464,43 @@ return v[1]
 """
 
 # A field read that touches the session (ARGV[3] idle ms, ARGV[4] below ms, ARGV[5] the
-# absolute cap in seconds or ''), on servers with HEXPIRE too: {value} or {value, new ttl}.
-# Most reads end in this fast part (the session has more than below ms left), which defines
-# nothing: the functions of the prelude are only made when a read extends (_EXTEND), where
-# they cost a few microseconds of server time on every call.
+# absolute cap in seconds or ''), on servers with HEXPIRE too. Replies the value (or nil) when
+# it extended nothing, {value, new ttl} when it did. Most reads end in the fast part (the
+# session has more than below ms left): two commands and a bulk reply, as close to a bare
+# script HGET as a read that may extend can be. Every extra step there costs every read
+# (server time, and on loopback the latency of a reply that is no longer in when the send
+# returns): no function is defined (the prelude's are made only when a read extends, in
+# extend()), no table is built, and the threshold is the only argument converted.
 _TOUCH_GET = r"""
 local key, f = KEYS[1], ARGV[2]
-local v
+local value
 if ARGV[1] == '1' then -- HEXPIRE drops expired fields: the value alone will do
-  v = {redis.call('HGET', key, f)}
+  value = redis.call('HGET', key, f)
 else
-  v = redis.call('HMGET', key, f, '\0e:' .. f)
-end
-local value = v[1]
-if value and v[2] then
-  local at = tonumber(v[2])
-  if not at then return redis.error_reply('CORRUPT the stored expiry is not a number') end
-  if at ~= -1 then
-    local t = redis.call('TIME')
-    if at <= tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) then value = false end
+  local v = redis.call('HMGET', key, f, '\0e:' .. f)
+  value = v[1]
+  if value and v[2] then
+    local at = tonumber(v[2])
+    if not at then return redis.error_reply('CORRUPT the stored expiry is not a number') end
+    if at ~= -1 then
+      local t = redis.call('TIME')
+      if at <= tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) then value = false end
+    end
   end
 end
-local pttl, below = redis.call('PTTL', key), tonumber(ARGV[4])
-if pttl < 0 or pttl >= below then return {value} end
-return extend(value, pttl, below)
+local pttl = redis.call('PTTL', key)
+if pttl < 0 or pttl >= tonumber(ARGV[4]) then return value end
+return extend(value, pttl)
 """
 
+# The rest of a touching read, when the session is due. A field that is absent may still
+# belong to a live session: then live() decides.
 _EXTEND = r"""
 local key = KEYS[1]
-if not value and live(key) == 0 then return {false} end
-local new = touch(key, pttl, tonumber(ARGV[3]), below, tonumber(ARGV[5]))
+if not value and live(key) == 0 then return false end
+local new = touch(key, pttl, tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]))
 if new then return {value, math.ceil(new / 1000)} end
-return {value}
+return value
 """
 
 # ARGV[2..4]: a touch as for TOUCH_GET ('' for a plain read). Replies {ttl, touched, then
@@ -793,7 +800,7 @@ GET = _script("get", _GET)
 TOUCH_GET = Script(
     "touch_get",
     (
-        "local function extend(value, pttl, below)\n"
+        "local function extend(value, pttl)\n"
         + _PRELUDE
         + _LIFETIMES
         + _EXTEND

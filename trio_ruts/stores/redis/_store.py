@@ -73,6 +73,10 @@ class RedisStore(SessionStore, HotLayer):
         # of Redis < 7.0), SPUBLISH (sharded) on a cluster; decided when the store opens.
         self._publish = b"PUBLISH"
         self._subscription: Subscription | None = None  # known with the first watch
+        # The script arguments of the last Touch used: an app has one Expiry (or a few), so
+        # reads mostly pass the same Touch object again.
+        self._touch_of: Touch | None = None
+        self._touch_tail: tuple[Arg, Arg, Arg] = (b"", b"", b"")
 
     # -- construction --------------------------------------------------------------------------
 
@@ -250,17 +254,22 @@ class RedisStore(SessionStore, HotLayer):
         field: str | None = None,
     ) -> Any:
         self._check_open()
-        tail = (len(keys), *keys, self._native, *args)
-        reply = await self._transport.execute(
-            keys[0], ("EVALSHA", script.sha, *tail), idempotent=idempotent
-        )
-        if isinstance(reply, ReplyError) and str(reply).startswith("NOSCRIPT"):
-            # First use on this server (or after SCRIPT FLUSH): EVAL also caches the script.
-            reply = await self._transport.execute(
-                keys[0], ("EVAL", script.source, *tail), idempotent=idempotent
-            )
-        self._raise_for(reply, script.name, field)
+        command = ("EVALSHA", script.sha, len(keys), *keys, self._native, *args)
+        reply = await self._transport.execute(keys[0], command, idempotent=idempotent)
+        if isinstance(reply, ReplyError):
+            if str(reply).startswith("NOSCRIPT"):
+                # First use on this server (or after SCRIPT FLUSH): EVAL also caches the script.
+                command = ("EVAL", script.source, *command[2:])
+                reply = await self._transport.execute(keys[0], command, idempotent=idempotent)
+            self._raise_for(reply, script.name, field)
         return reply
+
+    def _touch_args(self, touch: Touch) -> tuple[Arg, Arg, Arg]:
+        """:func:`_touch_args`, kept for the last ``touch`` seen."""
+        if touch is not self._touch_of:
+            self._touch_tail = _touch_args(touch)
+            self._touch_of = touch
+        return self._touch_tail
 
     # -- operations ----------------------------------------------------------------------------
 
@@ -277,9 +286,11 @@ class RedisStore(SessionStore, HotLayer):
     async def touch_get(self, id: SessionId, field: str, touch: Touch) -> Read:
         # Safe to retry like a read: a touch sets the same lifetime again (a retry after one
         # that landed finds nothing to extend, and that touch's cookie refresh is lost).
-        args = (field, *_touch_args(touch))
+        args = (field, *self._touch_args(touch))
         reply = await self._run(scripts.TOUCH_GET, (self.key(id),), args, True, field)
-        return Read(reply[0], int(reply[1]) if len(reply) > 1 else None)
+        if type(reply) is list:  # it extended the session: {value, new ttl}
+            return Read(reply[0], reply[1])
+        return Read(reply)
 
     async def get_all(self, id: SessionId) -> SessionRecord | None:
         return await self._get_all(id, None)
@@ -288,7 +299,7 @@ class RedisStore(SessionStore, HotLayer):
         return await self._get_all(id, touch)
 
     async def _get_all(self, id: SessionId, touch: Touch | None) -> SessionRecord | None:
-        args = () if touch is None else _touch_args(touch)
+        args = () if touch is None else self._touch_args(touch)
         reply = await self._run(scripts.GET_ALL, (self.key(id),), args, True)
         if reply is None:
             return None
@@ -376,7 +387,7 @@ class RedisStore(SessionStore, HotLayer):
         return None if ttl == -2 else int(ttl)
 
     async def touch(self, id: SessionId, touch: Touch) -> int | None:
-        ttl = await self._run(scripts.TOUCH, (self.key(id),), _touch_args(touch), False)
+        ttl = await self._run(scripts.TOUCH, (self.key(id),), self._touch_args(touch), False)
         return None if ttl == -2 else int(ttl)
 
     async def rename(self, old: SessionId, new: SessionId) -> int | None:
@@ -594,7 +605,8 @@ _STATE_TTL: Final = 60.0
 def _touch_args(touch: Touch) -> tuple[Arg, Arg, Arg]:
     """idle and below in ms, and the cap in seconds (``""``: none), for the scripts."""
     below = max(0, round(touch.below * 1000))
-    return touch.idle * 1000, below, b"" if touch.absolute is None else touch.absolute
+    cap = b"" if touch.absolute is None else b"%d" % touch.absolute
+    return b"%d" % (touch.idle * 1000), b"%d" % below, cap
 
 
 def _seed() -> int:
