@@ -463,9 +463,10 @@ end
 return v[1]
 """
 
-# A field read that touches the session (ARGV[3] idle ms, ARGV[4] below ms, ARGV[5] the
-# absolute cap in seconds or ''), on servers with HEXPIRE too. Replies the value (or nil) when
-# it extended nothing, {value, new ttl} when it did. Most reads end in the fast part (the
+# A field read that touches the session (ARGV[3] idle ms, ARGV[4] below ms, at most idle,
+# ARGV[5] the absolute cap in seconds or ''), on servers with HEXPIRE too. Replies the value
+# (or nil) when it extended nothing, {value, new ttl} when it did ({value} when the new ttl
+# is idle: without a cap). Most reads end in the fast part (the
 # session has more than below ms left): two commands and a bulk reply, as close to a bare
 # script HGET as a read that may extend can be. Every extra step there costs every read
 # (server time, and on loopback the latency of a reply that is no longer in when the send
@@ -490,11 +491,15 @@ else
 end
 local pttl = redis.call('PTTL', key)
 if pttl < 0 or pttl >= tonumber(ARGV[4]) then return value end
+if value and ARGV[5] == '' then -- a live field, so a live session, and no cap: to idle
+  redis.call('PEXPIRE', key, ARGV[3]) -- below <= idle (the store sees to it): it extends
+  return {value}
+end
 return extend(value, pttl)
 """
 
-# The rest of a touching read, when the session is due. A field that is absent may still
-# belong to a live session: then live() decides.
+# The rest of a touching read, when the session is due and the read found no live field (the
+# session may still be live: live() decides) or there is a cap.
 _EXTEND = r"""
 local key = KEYS[1]
 if not value and live(key) == 0 then return false end

@@ -288,8 +288,8 @@ class RedisStore(SessionStore, HotLayer):
         # that landed finds nothing to extend, and that touch's cookie refresh is lost).
         args = (field, *self._touch_args(touch))
         reply = await self._run(scripts.TOUCH_GET, (self.key(id),), args, True, field)
-        if type(reply) is list:  # it extended the session: {value, new ttl}
-            return Read(reply[0], reply[1])
+        if type(reply) is list:  # it extended the session: {value, new ttl} or {value} (idle)
+            return Read(reply[0], reply[1] if len(reply) > 1 else touch.idle)
         return Read(reply)
 
     async def get_all(self, id: SessionId) -> SessionRecord | None:
@@ -603,8 +603,9 @@ _STATE_TTL: Final = 60.0
 
 
 def _touch_args(touch: Touch) -> tuple[Arg, Arg, Arg]:
-    """idle and below in ms, and the cap in seconds (``""``: none), for the scripts."""
-    below = max(0, round(touch.below * 1000))
+    """idle and below in ms, and the cap in seconds (``""``: none), for the scripts. Below is
+    at most idle (a touch never shortens a lifetime; TOUCH_GET counts on it)."""
+    below = min(max(0, round(touch.below * 1000)), touch.idle * 1000)
     cap = b"" if touch.absolute is None else b"%d" % touch.absolute
     return b"%d" % (touch.idle * 1000), b"%d" % below, cap
 
