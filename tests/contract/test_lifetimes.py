@@ -202,6 +202,22 @@ async def test_store_touch_interface(store: SessionStore, clock: Any) -> None:
     assert await store.touch(unknown, Touch(20, 10)) is None
 
 
+async def test_a_touching_read_extends_no_session_whose_fields_ended(
+    store: SessionStore, clock: Any
+) -> None:
+    # The session's own lifetime is due for a touch, but its one field has ended: whether the
+    # read asks for that field or another, it finds a dead session and extends nothing.
+    s = new(store)
+    await s.update("a", 1, ttl=1)
+    assert await s.expire(10)
+    assert s.id is not None
+    await pass_time(1)
+    for field in ("a", "other"):
+        read = await store.touch_get(s.id, field, Touch(idle=20, below=15))
+        assert (read.value, read.ttl) == (None, None)
+    assert await store.get_all(s.id) is None
+
+
 # -- the absolute cap --------------------------------------------------------------------------
 
 
