@@ -64,6 +64,10 @@ class RedisStore(SessionStore, HotLayer):
         if per_field_expiry not in ("auto", "native", "script"):
             raise ValueError("per_field_expiry is 'auto', 'native' or 'script'")
         self._factory = transport
+        # The script arguments of the last Touch used: an app has one Expiry (or a few), so
+        # reads mostly pass the same Touch object again.
+        self._touch_of: Touch | None = None
+        self._touch_tail: tuple[Arg, Arg, Arg] = (b"", b"", b"")
         # Asked for when the store opens; until then it names the server and refuses commands.
         self._transport: Transport = NotOpen(transport)
         self._prefix = prefix.encode() if isinstance(prefix, str) else bytes(prefix)
@@ -73,10 +77,6 @@ class RedisStore(SessionStore, HotLayer):
         # of Redis < 7.0), SPUBLISH (sharded) on a cluster; decided when the store opens.
         self._publish = b"PUBLISH"
         self._subscription: Subscription | None = None  # known with the first watch
-        # The script arguments of the last Touch used: an app has one Expiry (or a few), so
-        # reads mostly pass the same Touch object again.
-        self._touch_of: Touch | None = None
-        self._touch_tail: tuple[Arg, Arg, Arg] = (b"", b"", b"")
 
     # -- construction --------------------------------------------------------------------------
 
