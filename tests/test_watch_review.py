@@ -14,13 +14,13 @@ from typing import Any
 
 import pytest
 import trio
+from trio.testing import MockClock
 
 from tests import servers
 from tests.conftest import KITS
 from trio_ruts import CookieOptions, Session, SessionId
 from trio_ruts._watch import Watch
 from trio_ruts.stores import MemoryStore, PostgresStore, SessionStore
-from trio.testing import MockClock
 
 COOKIE = CookieOptions(max_age=600)
 #: the kits these tests run on: the memory store (mock clock), one Redis, Postgres.
@@ -77,7 +77,7 @@ async def watching(session: Session) -> AsyncIterator[Running]:
         nursery.cancel_scope.cancel()
 
 
-# -- 1. a lifetime shortened elsewhere ------------------------------------------------------------
+# -- 1. a lifetime shortened elsewhere --
 
 
 @pytest.mark.parametrize("kit", SOME_KITS, indirect=True)
@@ -113,7 +113,7 @@ async def test_removing_the_lasting_field_leaves_the_watch_on_the_old_deadline(
         assert await running.ended(within=1.5) == "expired"
 
 
-# -- 2. the Postgres listener's own timeouts crash the store ---------------------------------------
+# -- 2. the Postgres listener's own timeouts crash the store --
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +125,12 @@ def own_pg() -> Iterator[servers.PostgresServer]:
 
 def listener_pids(server: servers.PostgresServer) -> list[int]:
     out = subprocess.run(
-        ["psql", server.dsn, "-XAtc", "SELECT pid FROM pg_stat_activity WHERE query LIKE 'LISTEN%'"],
+        [
+            "psql",
+            server.dsn,
+            "-XAtc",
+            "SELECT pid FROM pg_stat_activity WHERE query LIKE 'LISTEN%'",
+        ],
         check=True,
         capture_output=True,
         text=True,
@@ -161,7 +166,7 @@ async def test_postgres_listener_ping_timeout_crashes_the_store(
             assert await running.ended(within=2.0) == "deleted"
 
 
-# -- 3. a rename elsewhere during the watching session's own rename ---------------------------------
+# -- 3. a rename elsewhere during the watching session's own rename --
 
 
 class SlowRenames(MemoryStore):
@@ -192,7 +197,30 @@ async def test_rename_elsewhere_during_own_regenerate_is_ignored(mock_clock: Moc
             assert await running.ended(within=1.0) == "renamed"
 
 
-# -- 4. the watch reads the session's id before waiting for the subscription ------------------------
+@pytest.mark.parametrize("kit", [p for p in SOME_KITS if p.id != "memory"], indirect=True)
+async def test_rename_elsewhere_racing_own_regenerate_is_ignored_on_real_servers(
+    store: SessionStore,
+) -> None:
+    """The same on Redis and Postgres, without any delay: another request's rename and the
+    watching session's own ``regenerate()`` sent together. Whenever the other one wins (our
+    rename finds no session), its "renamed" notice arrives while ours is in flight and is
+    dropped: the watch stays open on an id that no longer exists."""
+    for _ in range(30):
+        sid = await a_session(store)
+        mine = new(store, sid)
+        async with watching(mine) as running:
+            other = new(store, sid)
+            other.prepare_regenerate()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(other.update, "user", "bob")
+                nursery.start_soon(mine.regenerate)
+            if mine.id == sid:  # the other request's rename won
+                assert await running.ended(within=1.0) == "renamed"
+                return
+    pytest.skip("our own rename won every race")
+
+
+# -- 4. the watch reads the session's id before waiting for the subscription --
 
 
 async def test_own_regenerate_while_the_watch_starts_ends_it(mock_clock: MockClock) -> None:
@@ -219,7 +247,7 @@ def mock_clock() -> MockClock:
     return MockClock(autojump_threshold=0)
 
 
-# -- 5. Quart: a session that ends between the handler's check and accept() ------------------------
+# -- 5. Quart: a session that ends between the handler's check and accept() --
 
 
 def authed_app(store: SessionStore) -> Any:
@@ -260,43 +288,42 @@ async def test_quart_session_ended_before_accept_leaves_the_websocket_open() -> 
     in another request before ``accept()``. ``_LiveWebsocket.start`` calls
     ``watch.start(if_held=True)``, which treats the now-missing session as a stale cookie
     ("nothing to watch"): the websocket stays open, authenticated as ada, indefinitely."""
+    import httpx
     from trio_websocket import ConnectionClosed, open_websocket_url
 
     from tests.integration.server import no_cookie_jar, served
 
-    import httpx
+    async with (
+        MemoryStore() as store,
+        served(authed_app(store)) as base,
+        httpx.AsyncClient(base_url=base, cookies=no_cookie_jar()) as http,
+    ):
+        cookie = (await http.get("/login")).headers["set-cookie"].split(";")[0]
+        ws_url = base.replace("http://", "ws://") + "/authed"
+        async with trio.open_nursery() as nursery:
 
-    async with MemoryStore() as store:
-        async with (
-            served(authed_app(store)) as base,
-            httpx.AsyncClient(base_url=base, cookies=no_cookie_jar()) as http,
-        ):
-            cookie = (await http.get("/login")).headers["set-cookie"].split(";")[0]
-            ws_url = base.replace("http://", "ws://") + "/authed"
-            async with trio.open_nursery() as nursery:
+            async def logout_soon() -> None:
+                await trio.sleep(0.2)  # while the handler is between its check and accept
+                assert (await http.get("/logout", headers={"cookie": cookie})).text == "True"
 
-                async def logout_soon() -> None:
-                    await trio.sleep(0.2)  # while the handler is between its check and accept
-                    assert (await http.get("/logout", headers={"cookie": cookie})).text == "True"
-
-                nursery.start_soon(logout_soon)
-                headers = [(b"cookie", cookie.encode())]
-                async with open_websocket_url(ws_url, extra_headers=headers) as ws:
-                    assert await ws.get_message() == "hello ada"
-                    code = None
-                    with trio.move_on_after(1.5):
-                        try:
-                            while True:
-                                await ws.send_message("still here")
-                                await ws.get_message()
-                                await trio.sleep(0.1)
-                        except ConnectionClosed as exc:
-                            code = exc.reason.code
-                    await trio.aclose_forcefully(ws._stream)
-            assert code == 1008, "the websocket of a logged-out session is still open"
+            nursery.start_soon(logout_soon)
+            headers = [(b"cookie", cookie.encode())]
+            async with open_websocket_url(ws_url, extra_headers=headers) as ws:
+                assert await ws.get_message() == "hello ada"
+                code = None
+                with trio.move_on_after(1.5):
+                    try:
+                        while True:
+                            await ws.send_message("still here")
+                            await ws.get_message()
+                            await trio.sleep(0.1)
+                    except ConnectionClosed as exc:
+                        code = None if exc.reason is None else exc.reason.code
+                await trio.aclose_forcefully(ws._stream)
+        assert code == 1008, "the websocket of a logged-out session is still open"
 
 
-# -- 6. a write after the session expired moves the watch to a brand-new session -------------------
+# -- 6. a write after the session expired moves the watch to a brand-new session --
 
 
 @pytest.mark.parametrize(
@@ -320,3 +347,69 @@ async def test_write_after_expiry_moves_the_watch_to_a_new_session(
     # The watch should have ended with the old session; with the bug, the body's insert
     # started a new session (mine.id != sid) and the watch followed it: still running at 6 s.
     assert w.reason == "expired", f"watch followed a new session: {mine.id != sid}"
+
+
+# -- 7. a reconnect's recheck is overwritten by a check already in flight --
+
+
+class LossyChannel(MemoryStore):
+    """The memory store as a store whose notification channel can drop (as a Redis or
+    Postgres subscription does while it reconnects) and whose reads take a round trip:
+    the read sees the store when it is sent, the answer arrives 0.5 s later."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+        self.hub: Any = None
+
+    async def _watch_listen(self, hub: Any) -> None:
+        self.hub = hub
+        hub.connected()
+
+    def _watch_notify(self, id: SessionId, reason: str) -> None:
+        if not self.down:
+            super()._watch_notify(id, reason)
+
+    async def get_all(self, id: SessionId) -> Any:
+        found = await super().get_all(id)
+        await trio.sleep(0.5)
+        return found
+
+
+async def test_reconnect_recheck_is_overwritten_by_a_check_in_flight(mock_clock: MockClock) -> None:
+    """A watch's expiry recheck is in flight (its read saw the session alive: a touch
+    elsewhere extended it). The subscription drops, the session is deleted (the notice is
+    lost), the subscription comes back: ``connected()`` -> ``recheck_all()`` sets the
+    watch's ``_due`` to now, but the timer skips it (``_checking``), and when the stale read
+    returns ``_check`` overwrites ``_due`` with the new lifetime (600 s): the deletion that
+    the recheck was for is missed until then."""
+    async with LossyChannel() as store:
+        sid = await a_session(store)
+        assert await new(store, sid).expire(2)
+        async with watching(new(store, sid)) as running:
+            await trio.sleep(1.0)
+            assert await new(store, sid).expire(600)  # a touch elsewhere
+            await trio.sleep(1.1)  # the recheck at 2 s is in flight (it read "alive")
+            store.down = True  # the subscription drops ...
+            assert await new(store, sid).delete()  # ... and this notice is lost
+            store.down = False
+            store.hub.connected()  # ... it is back: every watch should recheck
+            assert await running.ended(within=2.0) == "deleted"
+
+
+# -- 8. a body that ends after its session ended loses the reason --
+
+
+async def test_body_ending_after_the_session_ended_loses_the_reason(mock_clock: MockClock) -> None:
+    """The session ends while the body is in a shielded step (a last send, say); the body
+    then returns normally. ``Watch.__aexit__`` clears ``reason`` whenever the scope caught
+    no ``Cancelled`` ("the body ended first"), so ``w.reason`` is ``None`` although the
+    session ended first, and ``run_watched`` returns ``None`` and leaves the connection open
+    (no 1008)."""
+    async with MemoryStore() as store:
+        sid = await a_session(store)
+        async with new(store, sid).watch() as w:
+            with trio.CancelScope(shield=True):
+                assert await new(store, sid).delete()  # another request logs out
+                await trio.sleep(0.1)
+        assert w.reason == "deleted"
