@@ -413,3 +413,43 @@ async def test_body_ending_after_the_session_ended_loses_the_reason(mock_clock: 
                 assert await new(store, sid).delete()  # another request logs out
                 await trio.sleep(0.1)
         assert w.reason == "deleted"
+
+
+# -- 9. Quart: a session that ends while the watch starts: closed without 1008 --
+
+
+class SlowReads(MemoryStore):
+    """The memory store with a round trip's delay before each whole-session read."""
+
+    async def get_all(self, id: SessionId) -> Any:
+        await trio.sleep(0.3)
+        return await super().get_all(id)
+
+
+async def test_quart_session_ending_while_the_watch_starts_closes_without_1008() -> None:
+    """The session ends while the watch's first check (``get_all``) is in flight, after it
+    subscribed: the notice ends the watch (``_end``: the handler's scope is cancelled), the
+    check then returns early and ``start(if_held=True)`` returns ``False``, so
+    ``_LiveWebsocket.start`` never sets ``live.watch``; the handler is cancelled but
+    ``dispatch_websocket`` sees no watch and sends no 1008: the client gets another code."""
+    import httpx
+    from trio_websocket import ConnectionClosed, open_websocket_url
+
+    from tests.integration.server import no_cookie_jar, served
+    from tests.integration.watch_app import make_watch_app
+
+    async with (
+        served(make_watch_app(SlowReads())) as base,
+        httpx.AsyncClient(base_url=base, cookies=no_cookie_jar()) as http,
+    ):
+        cookie = (await http.get("/login")).headers["set-cookie"].split(";")[0]
+        ws_url = base.replace("http://", "ws://") + "/feed"
+        async with open_websocket_url(ws_url, extra_headers=[(b"cookie", cookie.encode())]) as ws:
+            # The handshake is answered; the watch's first check is in flight.
+            assert (await http.get("/logout", headers={"cookie": cookie})).text == "True"
+            with trio.fail_after(2), pytest.raises(ConnectionClosed) as info:  # noqa: PT012
+                while True:
+                    await ws.get_message()
+            await trio.aclose_forcefully(ws._stream)
+        assert info.value.reason is not None
+        assert (info.value.reason.code, info.value.reason.reason) == (1008, "session deleted")
