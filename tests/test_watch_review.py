@@ -397,15 +397,13 @@ async def test_reconnect_recheck_is_overwritten_by_a_check_in_flight(mock_clock:
             assert await running.ended(within=2.0) == "deleted"
 
 
-# -- 8. a body that ends after its session ended loses the reason --
+# -- 8. a body that ends after its session ended keeps the reason --
 
 
-async def test_body_ending_after_the_session_ended_loses_the_reason(mock_clock: MockClock) -> None:
+async def test_body_ending_after_the_session_ended_keeps_the_reason(mock_clock: MockClock) -> None:
     """The session ends while the body is in a shielded step (a last send, say); the body
-    then returns normally. ``Watch.__aexit__`` clears ``reason`` whenever the scope caught
-    no ``Cancelled`` ("the body ended first"), so ``w.reason`` is ``None`` although the
-    session ended first, and ``run_watched`` returns ``None`` and leaves the connection open
-    (no 1008)."""
+    then returns normally. The session ended first: ``w.reason`` says so (``run_watched``
+    then closes the connection with 1008)."""
     async with MemoryStore() as store:
         sid = await a_session(store)
         async with new(store, sid).watch() as w:

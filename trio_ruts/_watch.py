@@ -277,11 +277,9 @@ class Watch:
         tb: TracebackType | None,
     ) -> bool:
         self.stop()
-        try:
-            return self._scope.__exit__(exc_type, exc, tb)
-        finally:
-            if not self._scope.cancelled_caught:
-                self._reason = None  # the body ended first
+        # A reason set before stop() stays, however the body ended: the session ended while
+        # it ran (in a shielded step, say, which then returned normally).
+        return self._scope.__exit__(exc_type, exc, tb)
 
     # -- for integrations that hold the scope themselves ---------------------------------------
 
