@@ -349,7 +349,7 @@ async def test_write_after_expiry_moves_the_watch_to_a_new_session(
     assert w.reason == "expired", f"watch followed a new session: {mine.id != sid}"
 
 
-# -- 7. a reconnect's recheck is overwritten by a check already in flight --
+# -- 7. a reconnect's recheck redoes a check already in flight --
 
 
 class LossyChannel(MemoryStore):
@@ -376,13 +376,12 @@ class LossyChannel(MemoryStore):
         return found
 
 
-async def test_reconnect_recheck_is_overwritten_by_a_check_in_flight(mock_clock: MockClock) -> None:
+async def test_reconnect_recheck_redoes_a_check_in_flight(mock_clock: MockClock) -> None:
     """A watch's expiry recheck is in flight (its read saw the session alive: a touch
     elsewhere extended it). The subscription drops, the session is deleted (the notice is
-    lost), the subscription comes back: ``connected()`` -> ``recheck_all()`` sets the
-    watch's ``_due`` to now, but the timer skips it (``_checking``), and when the stale read
-    returns ``_check`` overwrites ``_due`` with the new lifetime (600 s): the deletion that
-    the recheck was for is missed until then."""
+    lost), the subscription comes back: ``connected()`` asks every watch to recheck, and
+    the check in flight, which began before, is done again when it returns: the deletion
+    is found at once, not at the session's new deadline (600 s)."""
     async with LossyChannel() as store:
         sid = await a_session(store)
         assert await new(store, sid).expire(2)

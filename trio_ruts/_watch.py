@@ -117,10 +117,11 @@ class WatchHub:
         self._ready.set()
 
     def recheck_all(self) -> None:
-        """Have every watch recheck the store soon."""
+        """Have every watch recheck the store soon (a check in flight is done again: its
+        read may predate what the recheck is for)."""
         now = trio.current_time()
         for watch in self._watches:
-            watch._due = min(watch._due, now)
+            watch._recheck_soon(now)
         self._wake.set()
 
     def recheck(self, digest: str) -> None:
@@ -128,7 +129,7 @@ class WatchHub:
         re-established)."""
         now = trio.current_time()
         for watch in self._by_digest.get(digest, ()):
-            watch._due = min(watch._due, now)
+            watch._recheck_soon(now)
         self._wake.set()
 
     # -- the watches' side ---------------------------------------------------------------------
@@ -228,6 +229,7 @@ class Watch:
     """
 
     __slots__ = (
+        "_asked",
         "_checking",
         "_digest",
         "_due",
@@ -249,6 +251,7 @@ class Watch:
         self._due = math.inf  # when the hub rechecks the store (trio time)
         self._ends = math.inf  # when the session expires, as last seen (trio time)
         self._checking = False
+        self._asked = 0  # rechecks asked for: a check that began before the last one is stale
 
     @property
     def reason(self) -> str | None:
@@ -343,6 +346,10 @@ class Watch:
             self._due = trio.current_time()  # learn the new id's lifetime
             self._hub.reschedule()
 
+    def _recheck_soon(self, now: float) -> None:
+        self._due = min(self._due, now)
+        self._asked += 1
+
     def _notified(self, reason: str) -> None:
         if reason == "renamed" and (
             self._session._watch_renaming() or self._session.id != self._id
@@ -360,7 +367,7 @@ class Watch:
 
     async def _check(self, *, gone: str | None) -> None:
         """Ask the store whether the session lives, and when it may expire."""
-        id = self._id
+        id, asked = self._id, self._asked
         assert id is not None
         record = await self._session.store.get_all(id)
         if self._hub is None or self._id is not id:
@@ -385,4 +392,8 @@ class Watch:
             self._due = now + SHORT_RECHECK
         else:
             self._due = now + ends
+        if self._asked != asked:
+            # A recheck was asked for while the read was in flight (a reconnect, a notice):
+            # the session may have ended after the read saw it live. Read again.
+            self._due = now
         self._hub.reschedule()
