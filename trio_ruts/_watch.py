@@ -30,6 +30,10 @@ _log = logging.getLogger("trio_ruts.watch")
 
 #: Why a watch ended.
 REASONS: Final = ("deleted", "revoked", "renamed", "expired")
+#: The notice of a session whose lifetime may have become shorter (``expire()`` elsewhere, a
+#: removed field without a lifetime of its own, a field given one): not an end, its watches
+#: recheck the store now.
+RECHECK: Final = "recheck"
 #: How long a new watch waits for its store's notification source to be ready.
 SUBSCRIBE_TIMEOUT: Final = 5.0
 #: Seconds before a recheck that failed (the store unreachable) is tried again.
@@ -103,7 +107,11 @@ class WatchHub:
     # -- the notification source's side --------------------------------------------------------
 
     def notify(self, digest: str, reason: str) -> None:
-        """The session named by ``digest`` ended for ``reason``: end its watches."""
+        """The session named by ``digest`` ended for ``reason``: end its watches. A
+        :data:`RECHECK` notice ends nothing: the session's watches recheck the store now."""
+        if reason == RECHECK:
+            self.recheck(digest)
+            return
         if reason not in REASONS:
             reason = "deleted"
         for watch in list(self._by_digest.get(digest, ())):
@@ -126,7 +134,7 @@ class WatchHub:
 
     def recheck(self, digest: str) -> None:
         """Have the watches of one session recheck the store soon (its subscription was
-        re-established)."""
+        re-established, or its lifetime may have become shorter)."""
         now = trio.current_time()
         for watch in self._by_digest.get(digest, ()):
             watch._recheck_soon(now)

@@ -25,6 +25,7 @@ from .._store import (
     WriteResult,
 )
 from .._users import UserEntry, last_seen, user_hash, utc_now
+from .._watch import RECHECK
 
 _NEVER = math.inf
 _SWEEP_BATCH = 1000
@@ -212,6 +213,8 @@ class MemoryStore(SessionStore, HotLayer):
             target = id
         entry = _Session(now) if found is None else found
         fields = entry.fields
+        before = entry.expires  # (a shorter lifetime is announced to watches)
+        lasting = write.field in fields and fields[write.field].expires in (None, _NEVER)
         value = write.value
         if write.incr is not None:  # decided before anything changes: it may raise
             current = fields.get(write.field)
@@ -239,6 +242,9 @@ class MemoryStore(SessionStore, HotLayer):
                 entry.expires = expires
             if write.absolute is not None:
                 entry.expires = min(entry.expires, entry.created + write.absolute)
+            shorter = entry.expires < before or (lasting and write.field_ttl not in (None, -1))
+            if shorter and id is not None and not refile:
+                self._watch_notify(id, RECHECK)
         if refile and fields:  # (a compare and set on no session creates none)
             if key is not None:
                 self._sessions.pop(key, None)
@@ -315,11 +321,14 @@ class MemoryStore(SessionStore, HotLayer):
         entry, now = await self._enter(id)
         if entry is None:
             return None
+        before = entry.expires
         entry.expires = min(_expiry(now, seconds), entry.created + absolute)
         if entry.expires <= now:
             del self._sessions[id.bytes]
             self._watch_notify(id, "expired")
             return None
+        if entry.expires < before:
+            self._watch_notify(id, RECHECK)
         return _remaining(now, entry.expires)
 
     async def write(self, write: Write) -> WriteResult:
@@ -338,6 +347,8 @@ class MemoryStore(SessionStore, HotLayer):
             del self._sessions[id.bytes]
             self._watch_notify(id, "deleted")
             return Removal(found is not None, None, value, version)
+        if found is not None and found.expires in (None, _NEVER):  # it may now end sooner
+            self._watch_notify(id, RECHECK)
         return Removal(found is not None, _remaining(now, entry.expires), value, version)
 
     async def delete(self, id: SessionId) -> bool:
@@ -359,8 +370,10 @@ class MemoryStore(SessionStore, HotLayer):
         if seconds == 0:
             del self._sessions[id.bytes]
             self._watch_notify(id, "deleted")
-        else:
-            entry.expires = _expiry(now, seconds)
+            return True
+        before, entry.expires = entry.expires, _expiry(now, seconds)
+        if entry.expires < before:
+            self._watch_notify(id, RECHECK)
         return True
 
     async def rename(self, old: SessionId, new: SessionId) -> int | None:

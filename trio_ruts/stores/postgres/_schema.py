@@ -794,6 +794,51 @@ def _patched(base: str, *changes: tuple[str, str]) -> str:
     return base
 
 
+# Version 11: a session that lives on but may end sooner than its watches think is announced
+# as "<digest> recheck" (its watches read it again): a session row whose expiry moved earlier
+# (expire, a cap; "expired" when it moved into the past), a field without a lifetime of its
+# own given one (a write), and, in the remove function, the removal of such a field while
+# the session lives on. The triggers' WHEN clauses keep the usual updates (touches, writes
+# that extend) from calling anything.
+_WATCH_RECHECK_V12 = """
+CREATE FUNCTION {watch_recheck}() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF TG_ARGV[0] = 'session' THEN
+    PERFORM pg_notify('{watch_channel}', left(encode(NEW.id, 'hex'), 32)
+      || CASE WHEN NEW.expires_at <= now() THEN ' expired' ELSE ' recheck' END);
+  ELSE
+    PERFORM pg_notify('{watch_channel}', left(encode(NEW.session_id, 'hex'), 32) || ' recheck');
+  END IF;
+  RETURN NULL;
+END
+$$;
+CREATE TRIGGER {watch_shorter_trigger} AFTER UPDATE OF expires_at ON {sessions}
+  FOR EACH ROW WHEN (NEW.expires_at < OLD.expires_at AND NEW.id = OLD.id)
+  EXECUTE FUNCTION {watch_recheck}('session');
+CREATE TRIGGER {fields_watch_trigger} AFTER UPDATE OF expires_at ON {fields}
+  FOR EACH ROW WHEN ((OLD.expires_at IS NULL OR OLD.expires_at = 'infinity')
+    AND NEW.expires_at < 'infinity')
+  EXECUTE FUNCTION {watch_recheck}('field');
+"""
+_REMOVE_V12 = _patched(
+    _REMOVE_V4,
+    ("DROP FUNCTION {remove}(bytea, text);\nCREATE FUNCTION", "CREATE OR REPLACE FUNCTION"),
+    ("  v_live boolean;\n", "  v_live boolean;\n  v_lasting boolean;\n"),
+    (
+        "RETURNING f.value INTO value;",
+        "RETURNING f.value, f.expires_at IS NULL OR f.expires_at = 'infinity'\n"
+        "    INTO value, v_lasting;",
+    ),
+    (
+        "    ttl := {ttl}(v_exp);\n",
+        "    ttl := {ttl}(v_exp);\n"
+        "    IF removed AND v_lasting THEN -- the session may now end sooner\n"
+        "      PERFORM pg_notify('{watch_channel}', left(encode(p_id, 'hex'), 32) || ' recheck');\n"
+        "    END IF;\n",
+    ),
+)
+
+
 # The write of version 6 is version 4's with three changes, each marked "Lifetimes": it takes
 # the absolute cap (p_absolute, seconds or NULL), treats a session past it as absent (and
 # deletes it), and caps the lifetime it computes, -1 included.
@@ -900,6 +945,7 @@ QUALIFIED: Final = {
     "touch": "_touch",
     "login": "_login",
     "watch_notify": "_watch_notify",
+    "watch_recheck": "_watch_recheck",
 }
 BARE: Final = {
     "sessions_pkey": "_pkey",
@@ -909,6 +955,8 @@ BARE: Final = {
     "fields_expires_idx": "_fields_expires_idx",
     "sessions_user_idx": "_user_idx",
     "watch_trigger": "_watch_trigger",
+    "watch_shorter_trigger": "_watch_shorter",
+    "fields_watch_trigger": "_fields_watch",
 }
 #: Every suffix; with a table name of :data:`MAX_NAME` characters each derived name still
 #: fits in :data:`PG_MAX_IDENTIFIER` bytes (a test keeps it so), so none is truncated.
@@ -921,6 +969,7 @@ def names_map(n: Names) -> dict[str, str]:
     names["collision"] = COLLISION_STATE
     names["not_int"] = NOT_INT_STATE
     names["overflow"] = OVERFLOW_STATE
+    names["watch_channel"] = f"{n.table}_watch"  # (in string literals: a checked identifier)
     return names
 
 
@@ -937,6 +986,7 @@ MIGRATIONS: Final = {
     9: [_USERS_V9],
     10: [_WATCH_V10],
     11: [_TOUCH_V11],
+    12: [_WATCH_RECHECK_V12, _REMOVE_V12],
 }
 LATEST: Final = max(MIGRATIONS)
 

@@ -407,6 +407,9 @@ local written = 0
 if not skip then
   written = 1
   local e, h = '\0e:' .. f, '\0h:' .. f
+  -- Watched (the notifying variant): a field without a lifetime of its own that gets one
+  -- may end the session sooner.
+  if watching and has and fttl > 0 and lasting(key, f) then watch_recheck = true end
   -- HSET gives each field it overwrites a clean slate (an overwritten field loses its
   -- HEXPIRE), so only what must differ from that is set below.
   local set, drop, fields = {f, value}, {}, {f}
@@ -445,6 +448,7 @@ if not skip then
     redis.call('PERSIST', key)
   elseif new ~= current then
     redis.call('PEXPIRE', key, new)
+    if has and (current == -1 or new < current) then watch_recheck = true end -- the cap
   end
   local ttl = new == -1 and -1 or math.ceil(new / 1000)
   return {written, key == fresh and 1 or 0, ttl, out}
@@ -557,6 +561,8 @@ if live(key) == 0 then return {0, -2} end
 -- live() dropped expired fields (HEXPIRE drops them itself): what HGET finds is live.
 local value = redis.call('HGET', key, f)
 local existed = value and 1 or 0
+-- Watched: without the field, if it had no lifetime of its own, the session may end sooner.
+if watching and value and lasting(key, f) then watch_recheck = true end
 redis.call('HDEL', key, f, '\0e:' .. f, '\0h:' .. f)
 -- Was it the last field? (live() trusts the key's existence until a field lifetime ends.)
 local left = false
@@ -595,6 +601,10 @@ end
 if new == -1 then
   redis.call('PERSIST', key)
   return -1
+end
+if watching then
+  local before = redis.call('PTTL', key)
+  if before == -1 or new < before then watch_recheck = true end
 end
 redis.call('PEXPIRE', key, new)
 return math.ceil(new / 1000)
@@ -797,10 +807,16 @@ def _script(name: str, body: str) -> Script:
     return Script(name, (_PRELUDE + body).encode())
 
 
-WRITE = _script("write", _LIFETIMES + _REINDEX + _WRITE)
+# The scripts whose notifying variant may announce a shorter lifetime (see _NOTIFY_HEAD) run
+# without it as well: then nothing is watched, and nothing checks for one.
+_UNWATCHED = r"""
+local watching, watch_recheck = false, false
+"""
+
+WRITE = _script("write", _LIFETIMES + _REINDEX + _UNWATCHED + _WRITE)
 # The same write with the integer arithmetic defined: increments only, so that other writes
 # do not pay for defining it on every call.
-WRITE_INCR = _script("write_incr", _LIFETIMES + _INTS + _REINDEX + _WRITE)
+WRITE_INCR = _script("write_incr", _LIFETIMES + _INTS + _REINDEX + _UNWATCHED + _WRITE)
 GET = _script("get", _GET)
 TOUCH_GET = Script(
     "touch_get",
@@ -815,9 +831,9 @@ TOUCH_GET = Script(
 )
 GET_ALL = _script("get_all", _LIFETIMES + _GET_ALL)
 TOUCH = _script("touch", _LIFETIMES + _TOUCH)
-REMOVE = _script("remove", _REMOVE)
+REMOVE = _script("remove", _UNWATCHED + _REMOVE)
 DELETE = _script("delete", _DELETE)
-EXPIRE = _script("expire", _LIFETIMES + _EXPIRE)
+EXPIRE = _script("expire", _LIFETIMES + _UNWATCHED + _EXPIRE)
 RENAME = _script("rename", _REINDEX + _RENAME)
 CACHE_READ = _script("cache_read", _CACHE_PRELUDE + _CACHE_READ)
 CACHE_MARK = _script("cache_mark", _CACHE_PRELUDE + _CACHE_MARK)
@@ -835,10 +851,22 @@ CACHE_PUT = _script("cache_put", _CACHE_PRELUDE + _CACHE_PUT)
 # does not exist afterwards was an expiry (the session was past its cap, or already dead).
 # On a cluster, SPUBLISH reaches the subscribers at the master of the channel's slot (the
 # key's, by its hash tag).
+#
+# A session that lives on but may end sooner than its watches think (an expire that
+# shortens it, a removed field that had no lifetime of its own, a field given one, a write
+# that applies a cap) is announced as 'recheck' by the same command: its watches read the
+# store again. The body says so by setting watch_recheck.
 
 _NOTIFY_HEAD = r"""
 local watch_publish, watch_channel, watch_reason = ARGV[#ARGV - 2], ARGV[#ARGV - 1], ARGV[#ARGV]
 local watch_had = redis.call('EXISTS', KEYS[1])
+local watching, watch_recheck = true, false
+-- Whether the live field f of key has no lifetime of its own (persistent fields included).
+local function lasting(key, f)
+  if native then return redis.call('HTTL', key, 'FIELDS', 1, f)[1] == -1 end
+  local at = redis.call('HGET', key, '\0e:' .. f)
+  return not at or at == '-1'
+end
 local function op()
 """
 
@@ -850,6 +878,8 @@ if watch_had == 1 and redis.call('EXISTS', KEYS[1]) == 0 then
     watch_reason = 'expired'
   end
   redis.call(watch_publish, watch_channel, watch_reason)
+elseif watch_recheck and watch_had == 1 then
+  redis.call(watch_publish, watch_channel, 'recheck')
 end
 return reply
 """

@@ -346,8 +346,11 @@ class RedisStore(SessionStore, HotLayer):
             b"" if write.absolute is None else write.absolute,
             await users.before_move(self, current, fresh) if write.rename else b"1",
         )
-        if write.id is not None and (write.rename or write.absolute is not None):
-            # The write may end the session under write.id (a rename, or the cap): notify.
+        if write.id is not None and (
+            write.rename or write.absolute is not None or (write.field_ttl or 0) > 0
+        ):
+            # The write may end the session under write.id (a rename, or the cap), or make
+            # it end sooner (the cap, a field given a lifetime): notify.
             script = scripts.WRITE_NOTIFY if write.incr is None else scripts.WRITE_INCR_NOTIFY
             args = (*args, *self._watch_args(write.id, "renamed" if write.rename else "expired"))
         else:
