@@ -537,10 +537,14 @@ class PostgresStore(SessionStore):
         """One dedicated connection (not the pool's) listens, re-established after failures."""
         delay = 0.0
         while True:
+            subscribed = hub.subscriptions
             try:
                 await self._listen_once(hub)
-            except (SessionError, OSError) as exc:
-                _log.warning("session notifications interrupted: %s", exc)
+            except (SessionError, OSError, trio.TooSlowError) as exc:
+                # TooSlowError: the connect, or the liveness ping of a backend that hangs.
+                _log.warning("session notifications interrupted: %s", exc or type(exc).__name__)
+            if hub.subscriptions != subscribed:
+                delay = 0.0  # it was listening: a fresh failure, retried at once
             await trio.sleep(delay)
             delay = min(_LISTEN_BACKOFF, max(0.05, delay * 2))
 
