@@ -260,16 +260,15 @@ async def test_rename_elsewhere_racing_own_regenerate_is_ignored_on_real_servers
     pytest.skip("our own rename won every race")
 
 
-# -- 4. the watch reads the session's id before waiting for the subscription --
+# -- 4. the watch follows a rename of its own session while it starts --
 
 
-async def test_own_regenerate_while_the_watch_starts_ends_it(mock_clock: MockClock) -> None:
-    """``Watch.start`` reads ``session.id`` and then awaits ``hub.ready()`` (the first watch
-    of a store waits for the subscription); a ``regenerate()`` of the same session meanwhile
-    is not followed (the watch is not yet in the session's set, and ``_shielded`` took
-    ``session._watches`` (``None``) before the watch made it, so ``renaming`` does not cover
-    it): the watch ends its body with "renamed" (the rename's notice) or "deleted" (its check
-    of the old id), depending on the interleaving, although the session lives on."""
+async def test_own_regenerate_while_the_watch_starts_is_followed(
+    mock_clock: MockClock,
+) -> None:
+    """A ``regenerate()`` of the same session while the watch starts (it waits for the
+    store's subscription): the watch is one of the session's before its first await, and
+    reads the id after it, so it follows the rename and lives on with the session."""
     async with MemoryStore() as store:
         sid = await a_session(store)
         mine = new(store, sid)

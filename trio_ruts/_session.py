@@ -784,9 +784,8 @@ class Session:
         and the next call of this session settles it (see :meth:`_settle_locked`).
         """
         await trio.lowlevel.checkpoint_if_cancelled()
-        watches = self._watches
-        if watches is not None:
-            watches.renaming += 1  # our own rename's notification ends none of our watches
+        watches = self._watch_state()  # (a watch that starts meanwhile is counted in)
+        watches.renaming += 1  # our own rename's notification ends none of our watches
         try:
             with trio.move_on_after(RENAME_TIMEOUT, shield=True):
                 try:
@@ -797,8 +796,7 @@ class Session:
                     self._unsettle(target)
                     raise
         finally:
-            if watches is not None:
-                watches.renaming -= 1
+            watches.renaming -= 1
         self._unsettle(target)
         await trio.lowlevel.checkpoint_if_cancelled()
         raise StoreTimeout(
@@ -967,10 +965,13 @@ class Session:
         """
         return Watch(self)
 
-    def _watch_add(self, watch: Watch) -> None:
+    def _watch_state(self) -> _Watches:
         if self._watches is None:
             self._watches = _Watches()
-        self._watches.open.add(watch)
+        return self._watches
+
+    def _watch_add(self, watch: Watch) -> None:
+        self._watch_state().open.add(watch)
 
     def _watch_discard(self, watch: Watch) -> None:
         if self._watches is not None:

@@ -304,20 +304,28 @@ class Watch:
             StoreError: the store's notification source could not subscribe.
         """
         session = self._session
-        if self._hub is not None or self._reason is not None:
+        if self._hub is not None or self._reason is not None or self._id is not None:
             raise SessionStateError("a watch runs once; call session.watch() again")
-        id = session.id
-        if id is None:
+        if session.id is None:
             raise SessionStateError(
                 "there is no session to watch: watch a session that the store holds "
                 "(e.g. after the login request wrote it)"
             )
         hub = session.store._watch_hub()
-        await hub.ready()
-        self._hub = hub
-        self._move(id)
+        # One of the session's watches before the first await: a rename of its own from now
+        # on is known to be its own (see _notified) and moves the watch.
         session._watch_add(self)
         try:
+            await hub.ready()
+            id = session.id  # now: a rename of its own may have moved it meanwhile
+            if id is None:  # its own delete() meanwhile
+                if if_held:
+                    self.stop()
+                    return False
+                self._end("deleted")
+                return True
+            self._hub = hub
+            self._move(id)
             # Subscribed before the check: an end between the two is not missed.
             await hub.subscribed(id)
             await self._check(gone=None if if_held else "deleted")
