@@ -210,19 +210,26 @@ async def test_postgres_listener_ping_timeout_reconnects(
 
 
 class SlowRenames(MemoryStore):
-    """The memory store with a round trip's delay before each rename reaches it (as over a
-    network: the call is in flight while other requests run)."""
+    """The memory store with a round trip's delay before each rename (and login) reaches it
+    (as over a network: the call is in flight while other requests run)."""
 
     async def rename(self, old: SessionId, new: SessionId) -> int | None:
         await trio.sleep(0.05)
         return await super().rename(old, new)
 
+    async def login(
+        self, old: SessionId, new: SessionId, user: str, label: str | None, idle: int
+    ) -> int | None:
+        await trio.sleep(0.05)
+        return await super().login(old, new, user, label, idle)
 
-async def test_rename_elsewhere_during_own_regenerate_is_ignored(mock_clock: MockClock) -> None:
-    """While the watching session's own ``regenerate()`` is in flight (``renaming > 0``),
-    another request renames the session: its "renamed" notice is dropped as if it were
-    ours; our rename then finds no session (``None``) and nothing follows. The watch stays
-    on an id that no longer exists, until its old deadline (600 s), then says "expired"."""
+
+async def test_rename_elsewhere_during_own_regenerate_ends_the_watch(
+    mock_clock: MockClock,
+) -> None:
+    """While the watching session's own ``regenerate()`` is in flight, another request
+    renames the session: its "renamed" notice is held until ours returns; ours found no
+    session (it moved nothing), so the notice was not ours: the watch ends, "renamed"."""
     async with SlowRenames() as store:
         sid = await a_session(store)
         mine = new(store, sid)
@@ -237,15 +244,51 @@ async def test_rename_elsewhere_during_own_regenerate_is_ignored(mock_clock: Moc
             assert await running.ended(within=1.0) == "renamed"
 
 
+async def test_rename_elsewhere_during_own_login_ends_the_watch(mock_clock: MockClock) -> None:
+    """The same during the watching session's own ``login()``: it finds no session and
+    logs in a fresh one, which the watch does not follow: it ends, "renamed"."""
+    async with SlowRenames() as store:
+        sid = await a_session(store)
+        mine = new(store, sid)
+        async with watching(mine) as running:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(mine.login, "ada")
+                await trio.sleep(0.01)  # our login's rename is in flight
+                other = new(store, sid)
+                other.prepare_regenerate()
+                assert await other.update("user", "bob")
+            assert mine.id not in (None, sid)  # logged in, as a fresh session
+            assert await running.ended(within=1.0) == "renamed"
+
+
+async def test_own_regenerate_and_login_move_the_watch(mock_clock: MockClock) -> None:
+    """Our own renames, with their notices arriving while they are in flight: the watch
+    follows the session through each (and ends with it)."""
+    async with SlowRenames() as store:
+        sid = await a_session(store)
+        mine = new(store, sid)
+        async with watching(mine) as running:
+            await mine.regenerate()
+            await mine.login("ada")
+            mine.prepare_regenerate()
+            assert await mine.update("seen", 1)
+            await trio.sleep(1)
+            assert not running.done.is_set()
+            assert mine.id is not None
+            assert await new(store, mine.id).delete()
+            assert await running.ended(within=1.0) == "deleted"
+
+
 @pytest.mark.parametrize("kit", [p for p in SOME_KITS if p.id != "memory"], indirect=True)
-async def test_rename_elsewhere_racing_own_regenerate_is_ignored_on_real_servers(
+async def test_rename_elsewhere_racing_own_regenerate_ends_the_watch_on_real_servers(
     store: SessionStore,
 ) -> None:
     """The same on Redis and Postgres, without any delay: another request's rename and the
-    watching session's own ``regenerate()`` sent together. Whenever the other one wins (our
-    rename finds no session), its "renamed" notice arrives while ours is in flight and is
-    dropped: the watch stays open on an id that no longer exists."""
-    for _ in range(30):
+    watching session's own ``regenerate()`` sent together, many times. Whenever the other
+    one wins (our rename finds no session), the watch ends with "renamed"; whenever ours
+    wins, the watch follows and lives on."""
+    theirs = ours = 0
+    for _ in range(40):
         sid = await a_session(store)
         mine = new(store, sid)
         async with watching(mine) as running:
@@ -256,8 +299,13 @@ async def test_rename_elsewhere_racing_own_regenerate_is_ignored_on_real_servers
                 nursery.start_soon(mine.regenerate)
             if mine.id == sid:  # the other request's rename won
                 assert await running.ended(within=1.0) == "renamed"
-                return
-    pytest.skip("our own rename won every race")
+                theirs += 1
+            else:
+                await trio.sleep(0.05)
+                assert not running.done.is_set()
+                ours += 1
+    if theirs < 5:
+        pytest.skip(f"the other request's rename won only {theirs} of {theirs + ours} races")
 
 
 # -- 4. the watch follows a rename of its own session while it starts --

@@ -558,7 +558,7 @@ class Session:
         )
         try:
             if write.rename:
-                result = await self._shielded(write.fresh_id, lambda: self._store.write(write))
+                result = await self._renaming_write(write)
             else:
                 result = await self._store.write(write)
             if result.absent and write.expected is not None:
@@ -574,16 +574,31 @@ class Session:
             if pending is not None and self._pending is pending:
                 self._pending = None
         moved = result.id != write.id  # SessionId.__eq__ returns early for the same object
-        if moved:
+        if result.id != self._id:
             # The client's id was unknown (or expired meanwhile): the data went to a new id.
             self._check_not_frozen()
             self._id = result.id
-            self._watch_follow()
+            for watch in list(self._watch_state().open):
+                watch._own_rename_done(watch._id)
         self._verified = True
         if result.written or moved:
             self._mark_set(result.ttl)
         if write.rename:
             await trio.lowlevel.checkpoint_if_cancelled()  # the caller's, held back by the shield
+        return result
+
+    async def _renaming_write(self, write: Write) -> WriteResult:
+        """A write that moves the session to ``write.fresh_id`` (``prepare_regenerate``);
+        the watches follow the move."""
+        moved: SessionId | None = None
+        self._watch_rename_begins()
+        try:
+            result = await self._shielded(write.fresh_id, lambda: self._store.write(write))
+            if not result.absent and result.id != write.id:
+                self._check_not_frozen()
+                self._id, moved = result.id, write.id
+        finally:
+            self._watch_rename_ends(moved)
         return result
 
     def _fresh_id(self) -> SessionId:
@@ -764,13 +779,16 @@ class Session:
             if old is None:
                 return None
             new = old.regenerate()
-            ttl = await self._shielded(new, lambda: self._store.rename(old, new))
-            if ttl is not None:
-                self._id = new
-                self._pending = None
-                self._verified = True
-                self._mark_set(ttl)
-                self._watch_follow()
+            self._watch_rename_begins()
+            try:
+                ttl = await self._shielded(new, lambda: self._store.rename(old, new))
+                if ttl is not None:
+                    self._id = new
+                    self._pending = None
+                    self._verified = True
+                    self._mark_set(ttl)
+            finally:
+                self._watch_rename_ends(None if self._id is old else old)
             await trio.lowlevel.checkpoint_if_cancelled()  # the caller's, held back by the shield
             return None if ttl is None else new
 
@@ -784,19 +802,14 @@ class Session:
         and the next call of this session settles it (see :meth:`_settle_locked`).
         """
         await trio.lowlevel.checkpoint_if_cancelled()
-        watches = self._watch_state()  # (a watch that starts meanwhile is counted in)
-        watches.renaming += 1  # our own rename's notification ends none of our watches
-        try:
-            with trio.move_on_after(RENAME_TIMEOUT, shield=True):
-                try:
-                    return await call()
-                except SessionIdCollision:
-                    raise  # nothing changed
-                except BaseException:
-                    self._unsettle(target)
-                    raise
-        finally:
-            watches.renaming -= 1
+        with trio.move_on_after(RENAME_TIMEOUT, shield=True):
+            try:
+                return await call()
+            except SessionIdCollision:
+                raise  # nothing changed
+            except BaseException:
+                self._unsettle(target)
+                raise
         self._unsettle(target)
         await trio.lowlevel.checkpoint_if_cancelled()
         raise StoreTimeout(
@@ -832,7 +845,8 @@ class Session:
             self._id = target
             self._verified = True
             self._mark_set(record.ttl)
-            self._watch_follow()
+            self._watch_rename_begins()  # the rename of unknown outcome moved it: follow
+            self._watch_rename_ends(old)
 
     def prepare_regenerate(self) -> SessionId:
         """Choose a new id now; the next write (``insert``, ``update``, ``update_if``,
@@ -887,15 +901,21 @@ class Session:
                 new = old.regenerate()
                 idle = self._default_ttl()
                 call = partial(self._store.login, old, new, user, label, idle)
-                ttl = await self._shielded(new, call)
+                self._watch_rename_begins()
+                try:
+                    ttl = await self._shielded(new, call)
+                    if ttl is not None:
+                        self._id = new
+                finally:
+                    # Our own login moves our watches with the session; a fresh session
+                    # (below) is not theirs.
+                    self._watch_rename_ends(None if self._id is old else old)
                 if ttl is None:  # unknown to the store, or ended meanwhile: start afresh
                     self._drop_id()
                     continue
-                self._id = new
                 self._pending = None
                 self._verified = True
                 self._mark_set(ttl)
-                self._watch_follow()  # our own login moves our watches with the session
                 await trio.lowlevel.checkpoint_if_cancelled()
                 return new
         raise StoreError(f"{type(self._store).__name__} lost the session three times during login")
@@ -980,10 +1000,19 @@ class Session:
     def _watch_renaming(self) -> bool:
         return self._watches is not None and self._watches.renaming > 0
 
-    def _watch_follow(self) -> None:
-        if self._watches is not None:
-            for watch in list(self._watches.open):
-                watch._follow()
+    def _watch_rename_begins(self) -> None:
+        """A rename of our own is about to be sent: until it returns, a "renamed" notice of
+        a watched id may be its own, and is held (see :meth:`_watch_rename_ends`)."""
+        self._watch_state().renaming += 1
+
+    def _watch_rename_ends(self, moved: SessionId | None) -> None:
+        """Our rename returned (or failed): it moved the session away from ``moved`` (its
+        watches follow to the current id), or it moved nothing (``None``: a notice held
+        meanwhile was another request's, and ends its watch)."""
+        watches = self._watch_state()
+        watches.renaming -= 1
+        for watch in list(watches.open):
+            watch._own_rename_done(moved)
 
     def __repr__(self) -> str:
         state = "none" if self._id is None else ("known" if self._verified else "unverified")

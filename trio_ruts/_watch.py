@@ -242,6 +242,7 @@ class Watch:
         "_digest",
         "_due",
         "_ends",
+        "_held",
         "_hub",
         "_id",
         "_reason",
@@ -260,6 +261,7 @@ class Watch:
         self._ends = math.inf  # when the session expires, as last seen (trio time)
         self._checking = False
         self._asked = 0  # rechecks asked for: a check that began before the last one is stale
+        self._held: str | None = None  # an end seen while the session's own rename ran
 
     @property
     def reason(self) -> str | None:
@@ -332,7 +334,7 @@ class Watch:
         except BaseException:
             self.stop()
             raise
-        return self._hub is not None
+        return self._hub is not None or self._reason is not None
 
     def stop(self) -> None:
         """Stop watching (idempotent); the scope is left alone."""
@@ -352,25 +354,32 @@ class Watch:
         self._id, self._digest = id, watch_digest(id)
         hub.add(self, id, self._digest)
 
-    def _follow(self) -> None:
-        """The session's id may have changed (its own rename): watch its current id."""
-        id = self._session.id
-        if id is None or self._hub is None:
+    def _own_rename_done(self, moved: SessionId | None) -> None:
+        """The session's own rename returned: if it moved this watch's id (``moved``), the
+        watch follows to the session's new id; otherwise an end held meanwhile (another
+        request's rename, a check that found the id gone) was not its doing: it ends the
+        watch."""
+        held, self._held = self._held, None
+        hub, id = self._hub, self._session.id
+        if hub is None:
             return
-        if id != self._id:
+        if moved is not None and moved == self._id and id is not None:
             self._move(id)
-            self._due = trio.current_time()  # learn the new id's lifetime
-            self._hub.reschedule()
+            self._recheck_soon(trio.current_time())  # learn the new id's lifetime
+            hub.reschedule()
+        elif held is not None:
+            self._end(held)
 
     def _recheck_soon(self, now: float) -> None:
         self._due = min(self._due, now)
         self._asked += 1
 
     def _notified(self, reason: str) -> None:
-        if reason == "renamed" and (
-            self._session._watch_renaming() or self._session.id != self._id
-        ):
-            return  # the watching session renamed itself; it calls _follow()
+        if reason == "renamed" and self._session._watch_renaming():
+            # The session's own rename is in flight: this may be its notice, or another
+            # request's rename that won. Decided when ours returns (_own_rename_done).
+            self._held = reason
+            return
         self._end(reason)
 
     def _end(self, reason: str) -> None:
@@ -391,6 +400,11 @@ class Watch:
         if record is None:
             if gone is None:
                 self.stop()
+            elif self._session._watch_renaming():
+                # Moved by the session's own rename in flight, or gone: decided when it
+                # returns (_own_rename_done).
+                self._held = self._held or gone
+                self._due = math.inf
             else:
                 self._end(gone)
             return
