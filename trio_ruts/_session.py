@@ -575,11 +575,10 @@ class Session:
                 self._pending = None
         moved = result.id != write.id  # SessionId.__eq__ returns early for the same object
         if result.id != self._id:
-            # The client's id was unknown (or expired meanwhile): the data went to a new id.
+            # The client's id was unknown (or expired meanwhile): the data went to a new
+            # session, which watches of the old one do not follow (they end with it).
             self._check_not_frozen()
             self._id = result.id
-            for watch in list(self._watch_state().open):
-                watch._own_rename_done(watch._id)
         self._verified = True
         if result.written or moved:
             self._mark_set(result.ttl)
