@@ -524,7 +524,7 @@ async def test_body_ending_after_the_session_ended_keeps_the_reason(mock_clock: 
         assert w.reason == "deleted"
 
 
-# -- 9. Quart: a session that ends while the watch starts: closed without 1008 --
+# -- 9. Quart: a session that ends while the watch starts: closed with 1008 --
 
 
 class SlowReads(MemoryStore):
@@ -535,12 +535,11 @@ class SlowReads(MemoryStore):
         return await super().get_all(id)
 
 
-async def test_quart_session_ending_while_the_watch_starts_closes_without_1008() -> None:
+async def test_quart_session_ending_while_the_watch_starts_closes_with_1008() -> None:
     """The session ends while the watch's first check (``get_all``) is in flight, after it
-    subscribed: the notice ends the watch (``_end``: the handler's scope is cancelled), the
-    check then returns early and ``start(if_held=True)`` returns ``False``, so
-    ``_LiveWebsocket.start`` never sets ``live.watch``; the handler is cancelled but
-    ``dispatch_websocket`` sees no watch and sends no 1008: the client gets another code."""
+    subscribed: the notice ends the watch and cancels the handler, and with it the watch's
+    start; ``_LiveWebsocket`` kept the watch from the start, so the connection is closed
+    with 1008 and the reason."""
     import httpx
     from trio_websocket import ConnectionClosed, open_websocket_url
 

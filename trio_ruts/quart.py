@@ -406,13 +406,19 @@ class _LiveWebsocket:
 
     async def start(self, found: Session | None) -> None:
         """After accept: watch the session if the store holds it (a stale cookie is no
-        session: nothing to watch), and start touching on traffic."""
+        session: nothing to watch), and start touching on traffic.
+
+        The watch is kept from the start, so that one that ends while it starts (cancelling
+        this call with the handler) still has the connection closed with its reason.
+        """
         if found is None or found.id is None:
             return
-        watch = Watch(found, self.scope)
+        watch = self.watch = Watch(found, self.scope)
         if not await watch.start(if_held=True):
+            self.watch = None  # a stale cookie: nothing to watch
             return
-        self.watch = watch
+        if watch.reason is not None:
+            return  # ended already: the handler is cancelled
         interval = found.expiry.interval
         if interval is not None:
             self.app.nursery.start_soon(self._touch_on_traffic, found, interval)
