@@ -408,13 +408,15 @@ class _LiveWebsocket:
         """After accept: watch the session if the store holds it (a stale cookie is no
         session: nothing to watch), and start touching on traffic.
 
-        The watch is kept from the start, so that one that ends while it starts (cancelling
-        this call with the handler) still has the connection closed with its reason.
+        A session that the handler found live (it read or wrote it) and that is gone now
+        ended: the watch ends at once. The watch is kept from the start, so that one that
+        ends while it starts (cancelling this call with the handler) still has the
+        connection closed with its reason.
         """
         if found is None or found.id is None:
             return
         watch = self.watch = Watch(found, self.scope)
-        if not await watch.start(if_held=True):
+        if not await watch.start(if_held=not found._verified):
             self.watch = None  # a stale cookie: nothing to watch
             return
         if watch.reason is not None:
