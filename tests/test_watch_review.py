@@ -558,3 +558,25 @@ async def test_quart_session_ending_while_the_watch_starts_closes_with_1008() ->
             await trio.aclose_forcefully(ws._stream)
         assert info.value.reason is not None
         assert (info.value.reason.code, info.value.reason.reason) == (1008, "session deleted")
+
+
+# -- S1. Quart: a websocket's touch on a store closed at shutdown --
+
+
+async def test_quart_touch_on_a_closed_store_ends_quietly(mock_clock: MockClock) -> None:
+    """The app shuts down (its store closes) while a websocket is open and active: the
+    task that touches the session on traffic (in the app's nursery) finds the store closed
+    and ends, instead of raising ``trio.ClosedResourceError`` into the app's nursery."""
+    from types import SimpleNamespace
+
+    from trio_ruts.quart import _LiveWebsocket
+
+    async with MemoryStore() as store:
+        sid = await a_session(store)
+    async with trio.open_nursery() as nursery:  # the app's nursery
+        live = _LiveWebsocket(SimpleNamespace(nursery=nursery))  # type: ignore[arg-type]
+        nursery.start_soon(live._touch_on_traffic, new(store, sid), 1.0)
+        for _ in range(3):
+            live.noted()  # traffic
+            await trio.sleep(1.5)
+        live.stop()

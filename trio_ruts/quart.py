@@ -444,6 +444,8 @@ class _LiveWebsocket:
                     await found.touch()
                 except SessionError as exc:  # the next traffic tries again
                     _log.warning("a websocket could not extend its session: %s", exc)
+                except trio.ClosedResourceError:
+                    return  # the store closed (the app shuts down): nothing to extend
                 last = trio.current_time()
 
 
