@@ -1,6 +1,6 @@
-"""Adversarial review of live revocation (issue 18, SPEC section 10): failing tests, one per bug.
-
-Each test is named after the bug it shows; real servers as the rest of the suite (tests/servers.py).
+"""Adversarial review of live revocation (issue 18, SPEC section 10): a test per bug it found,
+each named after the behaviour that is now right; real servers as the rest of the suite
+(tests/servers.py).
 """
 
 from __future__ import annotations

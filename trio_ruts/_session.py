@@ -972,9 +972,11 @@ class Session:
         Another instance's ``delete()`` reaches the watch through the store's notifications
         (Redis pub/sub, Postgres ``LISTEN``/``NOTIFY``; in-process for the memory store),
         emitted by the same atomic step that ends the session. Expiry is a deadline,
-        rechecked with the store when it passes (a touch elsewhere may have extended it).
-        Renames by this session itself (``regenerate()``) do not end the watch: it follows
-        the new id. Its own ``delete()`` does end it (``"deleted"``).
+        rechecked with the store when it passes (a touch elsewhere may have extended it),
+        and at once when another request shortens the lifetime (a "recheck" notice).
+        Renames by this session itself (``regenerate()``, ``login()``) do not end the watch:
+        it follows the new id. Its own ``delete()`` does end it (``"deleted"``), and a new
+        session that a later write starts is not followed.
 
         Raises (on entering):
             SessionStateError: there is no session (no id).

@@ -301,6 +301,11 @@ class Watch:
         cancels the scope at once, with reason ``"deleted"``; with ``if_held``, it is not
         watched instead (``False`` is returned) and the scope is left alone.
 
+        Returns:
+            ``True`` when the session is watched, or the watch ended already (see
+            :attr:`reason`); ``False`` only with ``if_held``, for a session the store does
+            not hold.
+
         Raises:
             SessionStateError: the session has no id (nothing to watch), or the watch ran.
             StoreError: the store's notification source could not subscribe.
