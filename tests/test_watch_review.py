@@ -8,8 +8,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,11 +17,10 @@ from trio.testing import MockClock
 
 from tests import servers
 from tests.conftest import KITS
-from trio_ruts import CookieOptions, Session, SessionId
-from trio_ruts._watch import Watch
+from tests.contract.test_watch import a_session, new, watching
+from trio_ruts import CookieOptions, SessionId
 from trio_ruts.stores import MemoryStore, PostgresStore, SessionStore
 
-COOKIE = CookieOptions(max_age=600)
 #: the kits these tests run on: the memory store (mock clock), one Redis, Postgres.
 SOME_KITS = [
     pytest.param(k, id=k.id, marks=k.marks)
@@ -37,52 +35,6 @@ RECHECK_KITS = [
     if k.id in ("memory", "redis7.0", "redis7.4", "redis-cluster", "postgres")
     or k.id == "layered-redis-postgres"
 ]
-
-
-def new(store: SessionStore, id: SessionId | None = None) -> Session:
-    return Session(store, id, cookie=COOKIE)
-
-
-async def a_session(store: SessionStore, **fields: Any) -> SessionId:
-    s = new(store)
-    for name, value in (fields or {"user": "ada"}).items():
-        await s.update(name, value)
-    assert s.id is not None
-    return s.id
-
-
-class Running:
-    """A watch running in a task whose body sleeps until cancelled."""
-
-    def __init__(self) -> None:
-        self.done = trio.Event()
-        self.watch: Watch | None = None
-        self.body_finished = False
-
-    async def run(self, session: Session, *, task_status: trio.TaskStatus[None]) -> None:
-        try:
-            async with session.watch() as w:
-                self.watch = w
-                task_status.started()
-                await trio.sleep(3600)
-                self.body_finished = True
-        finally:
-            self.done.set()
-
-    async def ended(self, within: float = 1.0) -> str | None:
-        with trio.fail_after(within):
-            await self.done.wait()
-        assert self.watch is not None
-        return self.watch.reason
-
-
-@asynccontextmanager
-async def watching(session: Session) -> AsyncIterator[Running]:
-    running = Running()
-    async with trio.open_nursery() as nursery:
-        await nursery.start(running.run, session)
-        yield running
-        nursery.cancel_scope.cancel()
 
 
 # -- 1. a lifetime shortened elsewhere --
