@@ -82,3 +82,43 @@ async def test_touching_read_never_shortens_a_session(store: SessionStore) -> No
     after = await store.get_all(sid)
     assert after is not None
     assert after.ttl > 500, after.ttl
+
+
+# -- 3. Watch.start(if_held=True) while the session's own rename is in flight --
+
+
+async def test_start_if_held_during_own_regenerate_follows_the_session(
+    autojump_clock: Any,
+) -> None:
+    """``start(if_held=True)`` (Quart, for a session whose cookie is not verified yet) runs
+    while the same session's ``regenerate()`` is in flight (the store applied the rename,
+    its reply is on its way). The start's check finds the old id gone and, with
+    ``if_held``, stops the watch and reports the session as not held, although it was
+    only moved by the session's own rename: ``_check`` holds an end seen during an own
+    rename only when ``gone`` is not None. Expected: the watch follows the new id."""
+    from trio_ruts._watch import Watch
+    from trio_ruts.stores import MemoryStore
+
+    store = MemoryStore()
+    async with store:
+        sid = await a_session(store)
+        real_rename = store.rename
+
+        async def slow_reply(old: SessionId, new_id: SessionId) -> int | None:
+            ttl = await real_rename(old, new_id)
+            await trio.sleep(0.5)  # the reply's way back
+            return ttl
+
+        store.rename = slow_reply  # type: ignore[method-assign]
+        session = new(store, sid)
+        assert await session.get("user") == "ada"
+        watch = Watch(session)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(session.regenerate)
+            await trio.sleep(0.1)  # the rename is applied, its reply not yet in
+            held = await watch.start(if_held=True)
+            await trio.sleep(1)
+            assert held
+            assert watch.reason is None
+            assert watch._id == session.id
+            watch.stop()
