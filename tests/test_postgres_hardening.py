@@ -658,6 +658,7 @@ def test_derived_names_fit_and_stay_as_released() -> None:
         "touch": '"sessions_touch"',
         "login": '"sessions_login"',
         "watch_notify": '"sessions_watch_notify"',
+        "watch_recheck": '"sessions_watch_recheck"',
         "sessions_pkey": '"sessions_pkey"',
         "sessions_expires_idx": '"sessions_expires_idx"',
         "fields_pkey": '"sessions_fields_pkey"',
@@ -665,9 +666,12 @@ def test_derived_names_fit_and_stay_as_released() -> None:
         "fields_expires_idx": '"sessions_fields_expires_idx"',
         "sessions_user_idx": '"sessions_user_idx"',
         "watch_trigger": '"sessions_watch_trigger"',
+        "watch_shorter_trigger": '"sessions_watch_shorter"',
+        "fields_watch_trigger": '"sessions_fields_watch"',
         "collision": "TR001",
         "not_int": "TR002",
         "overflow": "TR003",
+        "watch_channel": "sessions_watch",
     }
     assert Queries(Names("auth", "s")).get.count('"auth"."s_fields"') == 1
 

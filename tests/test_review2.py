@@ -1,5 +1,6 @@
-"""Second adversarial review (recheck notices, the touching read's fast paths): a failing
-test per bug found; real servers as the rest of the suite (tests/servers.py)."""
+"""Second adversarial review (recheck notices, the touching read's fast paths): a test per
+bug it found, named after the behaviour that is now right; real servers as the rest of the
+suite (tests/servers.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 import trio
 
 from tests.conftest import KITS
-from tests.test_watch_review import a_session, new, watching
+from tests.contract.test_watch import a_session, new, watching
 from trio_ruts import SessionId
 from trio_ruts.stores import SessionStore, Touch
 

@@ -34,6 +34,8 @@ REASONS: Final = ("deleted", "revoked", "renamed", "expired")
 #: removed field without a lifetime of its own, a field given one): not an end, its watches
 #: recheck the store now.
 RECHECK: Final = "recheck"
+#: Held instead of a reason (see Watch._own_rename_done): the watch stops, nothing ended.
+_STOP: Final = ""
 #: How long a new watch waits for its store's notification source to be ready.
 SUBSCRIBE_TIMEOUT: Final = 5.0
 #: Seconds before a recheck that failed (the store unreachable) is tried again.
@@ -372,6 +374,8 @@ class Watch:
             self._move(id)
             self._recheck_soon(trio.current_time())  # learn the new id's lifetime
             hub.reschedule()
+        elif held == _STOP:
+            self.stop()
         elif held is not None:
             self._end(held)
 
@@ -403,13 +407,14 @@ class Watch:
         if self._hub is None or self._id is not id:
             return  # ended or moved meanwhile
         if record is None:
-            if gone is None:
-                self.stop()
-            elif self._session._watch_renaming():
+            if self._session._watch_renaming():
                 # Moved by the session's own rename in flight, or gone: decided when it
-                # returns (_own_rename_done).
-                self._held = self._held or gone
+                # returns (_own_rename_done); with no reason to end (a start with if_held), a
+                # watch whose session was not moved stops.
+                self._held = self._held or (gone if gone is not None else _STOP)
                 self._due = math.inf
+            elif gone is None:
+                self.stop()
             else:
                 self._end(gone)
             return

@@ -214,7 +214,8 @@ class MemoryStore(SessionStore, HotLayer):
         entry = _Session(now) if found is None else found
         fields = entry.fields
         before = entry.expires  # (a shorter lifetime is announced to watches)
-        lasting = write.field in fields and fields[write.field].expires in (None, _NEVER)
+        # The field's own end before the write (inf: none of its own; None: no such field).
+        old_end = _field_end(fields[write.field]) if write.field in fields else None
         value = write.value
         if write.incr is not None:  # decided before anything changes: it may raise
             current = fields.get(write.field)
@@ -242,7 +243,9 @@ class MemoryStore(SessionStore, HotLayer):
                 entry.expires = expires
             if write.absolute is not None:
                 entry.expires = min(entry.expires, entry.created + write.absolute)
-            shorter = entry.expires < before or (lasting and write.field_ttl not in (None, -1))
+            shorter = entry.expires < before or (
+                old_end is not None and _field_end(fields[write.field]) < old_end
+            )
             if shorter and id is not None and not refile:
                 self._watch_notify(id, RECHECK)
         if refile and fields:  # (a compare and set on no session creates none)
@@ -347,7 +350,7 @@ class MemoryStore(SessionStore, HotLayer):
             del self._sessions[id.bytes]
             self._watch_notify(id, "deleted")
             return Removal(found is not None, None, value, version)
-        if found is not None and found.expires in (None, _NEVER):  # it may now end sooner
+        if found is not None:  # without it (whatever its lifetime), it may end sooner
             self._watch_notify(id, RECHECK)
         return Removal(found is not None, _remaining(now, entry.expires), value, version)
 
@@ -641,3 +644,9 @@ class MemoryStore(SessionStore, HotLayer):
             return False
         self._install(id.bytes, entry, now)
         return True
+
+
+def _field_end(field: _Field) -> float:
+    """When a field ends by its own lifetime (``inf``: it has none, it lives with the
+    session)."""
+    return math.inf if field.expires in (None, _NEVER) else field.expires

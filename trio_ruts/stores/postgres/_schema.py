@@ -736,7 +736,7 @@ BEGIN
   IF p_live AND p_cap IS NULL THEN
     UPDATE {sessions} SET expires_at = now() + make_interval(secs => p_idle)
       WHERE id = p_id AND expires_at > now()
-        AND expires_at < now() + make_interval(secs => p_below);
+        AND expires_at < now() + make_interval(secs => least(p_below, p_idle));
     IF FOUND THEN RETURN p_idle; END IF;
     RETURN NULL;
   END IF;
@@ -794,12 +794,12 @@ def _patched(base: str, *changes: tuple[str, str]) -> str:
     return base
 
 
-# Version 11: a session that lives on but may end sooner than its watches think is announced
+# Version 12: a session that lives on but may end sooner than its watches think is announced
 # as "<digest> recheck" (its watches read it again): a session row whose expiry moved earlier
-# (expire, a cap; "expired" when it moved into the past), a field without a lifetime of its
-# own given one (a write), and, in the remove function, the removal of such a field while
-# the session lives on. The triggers' WHEN clauses keep the usual updates (touches, writes
-# that extend) from calling anything.
+# (expire, a cap; "expired" when it moved into the past), a field whose own end moved earlier
+# (a write giving it a lifetime, or a shorter one), and, in the remove function, the removal
+# of a field while the session lives on. The triggers' WHEN clauses keep the usual updates
+# (touches, writes that extend) from calling anything.
 _WATCH_RECHECK_V12 = """
 CREATE FUNCTION {watch_recheck}() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -816,23 +816,16 @@ CREATE TRIGGER {watch_shorter_trigger} AFTER UPDATE OF expires_at ON {sessions}
   FOR EACH ROW WHEN (NEW.expires_at < OLD.expires_at AND NEW.id = OLD.id)
   EXECUTE FUNCTION {watch_recheck}('session');
 CREATE TRIGGER {fields_watch_trigger} AFTER UPDATE OF expires_at ON {fields}
-  FOR EACH ROW WHEN ((OLD.expires_at IS NULL OR OLD.expires_at = 'infinity')
-    AND NEW.expires_at < 'infinity')
+  FOR EACH ROW WHEN (NEW.expires_at < coalesce(OLD.expires_at, 'infinity'))
   EXECUTE FUNCTION {watch_recheck}('field');
 """
 _REMOVE_V12 = _patched(
     _REMOVE_V4,
     ("DROP FUNCTION {remove}(bytea, text);\nCREATE FUNCTION", "CREATE OR REPLACE FUNCTION"),
-    ("  v_live boolean;\n", "  v_live boolean;\n  v_lasting boolean;\n"),
-    (
-        "RETURNING f.value INTO value;",
-        "RETURNING f.value, f.expires_at IS NULL OR f.expires_at = 'infinity'\n"
-        "    INTO value, v_lasting;",
-    ),
     (
         "    ttl := {ttl}(v_exp);\n",
         "    ttl := {ttl}(v_exp);\n"
-        "    IF removed AND v_lasting THEN -- the session may now end sooner\n"
+        "    IF removed THEN -- without the field, the session may end sooner\n"
         "      PERFORM pg_notify('{watch_channel}', left(encode(p_id, 'hex'), 32) || ' recheck');\n"
         "    END IF;\n",
     ),

@@ -407,9 +407,11 @@ local written = 0
 if not skip then
   written = 1
   local e, h = '\0e:' .. f, '\0h:' .. f
-  -- Watched (the notifying variant): a field without a lifetime of its own that gets one
-  -- may end the session sooner.
-  if watching and has and fttl > 0 and lasting(key, f) then watch_recheck = true end
+  -- Watched (the notifying variant): a field that exists and is given a lifetime (it may
+  -- have had none, or a longer one) may end the session sooner.
+  if watching and has and fttl > 0 and redis.call('HEXISTS', key, f) == 1 then
+    watch_recheck = true
+  end
   -- HSET gives each field it overwrites a clean slate (an overwritten field loses its
   -- HEXPIRE), so only what must differ from that is set below.
   local set, drop, fields = {f, value}, {}, {f}
@@ -561,8 +563,8 @@ if live(key) == 0 then return {0, -2} end
 -- live() dropped expired fields (HEXPIRE drops them itself): what HGET finds is live.
 local value = redis.call('HGET', key, f)
 local existed = value and 1 or 0
--- Watched: without the field, if it had no lifetime of its own, the session may end sooner.
-if watching and value and lasting(key, f) then watch_recheck = true end
+-- Watched: without the field (whatever its lifetime was), the session may end sooner.
+if watching and value then watch_recheck = true end
 redis.call('HDEL', key, f, '\0e:' .. f, '\0h:' .. f)
 -- Was it the last field? (live() trusts the key's existence until a field lifetime ends.)
 local left = false
@@ -853,20 +855,14 @@ CACHE_PUT = _script("cache_put", _CACHE_PRELUDE + _CACHE_PUT)
 # key's, by its hash tag).
 #
 # A session that lives on but may end sooner than its watches think (an expire that
-# shortens it, a removed field that had no lifetime of its own, a field given one, a write
-# that applies a cap) is announced as 'recheck' by the same command: its watches read the
+# shortens it, a removed field, an existing field given a lifetime, a write that applies a
+# cap) is announced as 'recheck' by the same command: its watches read the
 # store again. The body says so by setting watch_recheck.
 
 _NOTIFY_HEAD = r"""
 local watch_publish, watch_channel, watch_reason = ARGV[#ARGV - 2], ARGV[#ARGV - 1], ARGV[#ARGV]
 local watch_had = redis.call('EXISTS', KEYS[1])
 local watching, watch_recheck = true, false
--- Whether the live field f of key has no lifetime of its own (persistent fields included).
-local function lasting(key, f)
-  if native then return redis.call('HTTL', key, 'FIELDS', 1, f)[1] == -1 end
-  local at = redis.call('HGET', key, '\0e:' .. f)
-  return not at or at == '-1'
-end
 local function op()
 """
 
