@@ -36,15 +36,20 @@ from ._cluster import key_slot
 from ._connection import _connect
 from ._endpoint import Endpoint
 from ._resp import pack
+from ._subscriber import (
+    LOST,
+    MAX_BACKOFF,
+    PING_INTERVAL,
+    _Refused,
+    auth_command,
+    log_lost,
+    next_delay,
+)
 
 _log = logging.getLogger("trio_ruts.redis")
 
 Address = tuple[str, int]
 
-#: Longest wait between reconnection attempts to one node (seconds).
-MAX_BACKOFF: Final = 0.5
-#: Seconds between PINGs on a connection; one silent for twice as long is taken as lost.
-PING_INTERVAL: Final = 5.0
 #: Seconds before a channel the server refused for a moment (``ASK``, ``TRYAGAIN``, a
 #: cluster still settling) is tried again.
 RETRY_DELAY: Final = 0.05
@@ -96,10 +101,6 @@ class _Node:
             self.sent.append((kind, channel))
             self.outbox.append(pack(command))
             self.wake.set()
-
-
-class _Refused(Exception):
-    """The server refused the connection's setup (AUTH)."""
 
 
 class ShardedSubscriber:
@@ -236,10 +237,8 @@ class ShardedSubscriber:
         while True:
             try:
                 await self._serve(node)
-            except (OSError, trio.BrokenResourceError, trio.TooSlowError, _Refused) as exc:
-                _log.warning("session notifications from %s interrupted: %s", node.address, exc)
-            except hiredis.ProtocolError as exc:
-                _log.warning("session notifications from %s: protocol error %s", node.address, exc)
+            except LOST as exc:
+                log_lost(node.address, exc)
             node.connected = False
             node.outbox.clear()
             node.sent.clear()
@@ -248,7 +247,7 @@ class ShardedSubscriber:
             if not node.channels:
                 break
             await trio.sleep(delay)
-            delay = min(MAX_BACKOFF, max(0.05, delay * 2))
+            delay = next_delay(delay)
             # The node may be gone for good (a failover): ask the cluster who owns what now.
             with contextlib.suppress(StoreError, trio.ClosedResourceError):
                 await self._slots.refresh()
@@ -265,13 +264,9 @@ class ShardedSubscriber:
             stream = await _connect(endpoint)
         async with stream, trio.open_nursery() as nursery:
             node.connected = True
-            if endpoint.password is not None:
-                auth = (
-                    (endpoint.username, endpoint.password)
-                    if endpoint.username
-                    else (endpoint.password,)
-                )
-                node.queue("p", None, ("AUTH", *auth))
+            auth = auth_command(endpoint)
+            if auth is not None:
+                node.queue("p", None, auth)
             for channel in node.channels:
                 node.queue("s", channel, ("SSUBSCRIBE", channel.name))
             failed: list[BaseException] = []
@@ -291,13 +286,7 @@ class ShardedSubscriber:
         """Run the reader or the writer; its failure ends both (raised by ``_serve``)."""
         try:
             await part(node, stream)
-        except (
-            OSError,
-            trio.BrokenResourceError,
-            trio.TooSlowError,
-            _Refused,
-            hiredis.ProtocolError,
-        ) as exc:
+        except LOST as exc:
             failed.append(exc)
             nursery.cancel_scope.cancel()
 

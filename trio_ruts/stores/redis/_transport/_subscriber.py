@@ -28,7 +28,39 @@ PING_INTERVAL: Final = 5.0
 
 
 class _Refused(Exception):
-    """The server refused the subscription's setup (AUTH, SELECT, PSUBSCRIBE)."""
+    """The server refused the subscription's setup (AUTH, SELECT, PSUBSCRIBE, SSUBSCRIBE)."""
+
+
+#: What ends a subscription connection: it is logged (:func:`log_lost`) and made again.
+LOST: Final = (
+    OSError,
+    trio.BrokenResourceError,
+    trio.TooSlowError,
+    _Refused,
+    hiredis.ProtocolError,
+)
+
+
+def log_lost(where: object, exc: BaseException) -> None:
+    """Log why the subscription connection to ``where`` ended (one of :data:`LOST`)."""
+    if isinstance(exc, hiredis.ProtocolError):
+        _log.warning("session notifications from %s: protocol error %s", where, exc)
+    else:
+        _log.warning("session notifications from %s interrupted: %s", where, exc)
+
+
+def next_delay(delay: float) -> float:
+    """The wait before the next reconnection attempt, after waiting ``delay``."""
+    return min(MAX_BACKOFF, max(0.05, delay * 2))
+
+
+def auth_command(endpoint: Endpoint) -> tuple[Arg, ...] | None:
+    """The ``AUTH`` a new connection to ``endpoint`` sends first (``None``: no password)."""
+    if endpoint.password is None:
+        return None
+    if endpoint.username:
+        return ("AUTH", endpoint.username, endpoint.password)
+    return ("AUTH", endpoint.password)
 
 
 async def subscribe(
@@ -46,12 +78,10 @@ async def subscribe(
     while True:
         try:
             await _session(endpoint, pattern, on_message, on_subscribed, connect_timeout)
-        except (OSError, trio.BrokenResourceError, trio.TooSlowError, _Refused) as exc:
-            _log.warning("session notifications from %s interrupted: %s", endpoint, exc)
-        except hiredis.ProtocolError as exc:
-            _log.warning("session notifications from %s: protocol error %s", endpoint, exc)
+        except LOST as exc:
+            log_lost(endpoint, exc)
         await trio.sleep(delay)
-        delay = min(MAX_BACKOFF, max(0.05, delay * 2))
+        delay = next_delay(delay)
 
 
 async def _session(
@@ -64,12 +94,8 @@ async def _session(
     with trio.fail_after(connect_timeout):
         stream = await _connect(endpoint)
     async with stream:
-        setup: list[tuple[Arg, ...]] = []
-        if endpoint.password is not None:
-            if endpoint.username is not None:
-                setup.append(("AUTH", endpoint.username, endpoint.password))
-            else:
-                setup.append(("AUTH", endpoint.password))
+        auth = auth_command(endpoint)
+        setup: list[tuple[Arg, ...]] = [] if auth is None else [auth]
         setup.append(("PSUBSCRIBE", pattern))
         await stream.send_all(b"".join(pack(c) for c in setup))
         reader = hiredis.Reader(replyError=ReplyError)
