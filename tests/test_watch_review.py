@@ -1,6 +1,6 @@
-"""Adversarial review of live revocation (issue 18, SPEC section 10): a test per bug it found,
-each named after the behaviour that is now right; real servers as the rest of the suite
-(tests/servers.py).
+"""Adversarial reviews of live revocation (issue 18, SPEC section 10) and of the touching
+read: a test per bug they found, each named after the behaviour that is now right; real
+servers as the rest of the suite (tests/servers.py).
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from tests import servers
 from tests.conftest import KITS
 from tests.contract.test_watch import a_session, new, watching
 from trio_ruts import CookieOptions, SessionId
-from trio_ruts.stores import MemoryStore, PostgresStore, SessionStore
+from trio_ruts._watch import Watch
+from trio_ruts.stores import MemoryStore, PostgresStore, SessionStore, Touch
 
 #: the kits these tests run on: the memory store (mock clock), one Redis, Postgres.
 SOME_KITS = [
@@ -56,14 +57,21 @@ async def test_expire_shortened_elsewhere_ends_the_watch_on_time(
         assert await running.ended(within=1.5) == "expired"
 
 
+#: The lifetime of the field another request removes or rewrites: none of its own (the
+#: first review), or one longer than the rest (the second review).
+FIRST_TTL = pytest.mark.parametrize("first_ttl", [None, 300], ids=["lasting", "longest"])
+
+
 @pytest.mark.parametrize("kit", RECHECK_KITS, indirect=True)
-async def test_removing_the_lasting_field_elsewhere_ends_the_watch_on_time(
-    store: SessionStore, clock: Any
+@FIRST_TTL
+async def test_removing_the_longest_lived_field_elsewhere_ends_the_watch_on_time(
+    store: SessionStore, clock: Any, first_ttl: int | None
 ) -> None:
-    """A session of a lasting field and a 2 s field: another request removes the lasting
-    one, so the session ends with the 2 s field, and so does the watch."""
+    """A session of a field that outlives the rest (no lifetime of its own, or 300 s) and a
+    2 s field: another request removes the first, so the session ends with the 2 s field,
+    and so does the watch (the removal's "recheck" notice)."""
     s = new(store)
-    await s.update("user", "ada")
+    await s.update("user", "ada", ttl=first_ttl)
     await s.update("flash", 1, ttl=2)
     assert s.id is not None
     async with watching(new(store, s.id)) as running:
@@ -75,17 +83,21 @@ async def test_removing_the_lasting_field_elsewhere_ends_the_watch_on_time(
 
 
 @pytest.mark.parametrize("kit", RECHECK_KITS, indirect=True)
-async def test_a_field_given_a_lifetime_elsewhere_ends_the_watch_on_time(
-    store: SessionStore, clock: Any
+@FIRST_TTL
+async def test_a_field_given_a_shorter_lifetime_elsewhere_ends_the_watch_on_time(
+    store: SessionStore, clock: Any, first_ttl: int | None
 ) -> None:
-    """Another request rewrites the session's only lasting field with a lifetime of 2 s:
-    the session ends with it, and so does the watch."""
-    sid = await a_session(store)
-    async with watching(new(store, sid)) as running:
+    """Another request rewrites the session's only field (no lifetime of its own, or 300 s:
+    the watch's deadline) with a lifetime of 2 s: the session ends with it, and so does the
+    watch (the write's "recheck" notice)."""
+    s = new(store)
+    await s.update("user", "ada", ttl=first_ttl)
+    assert s.id is not None
+    async with watching(new(store, s.id)) as running:
         await trio.sleep(0.1)
-        assert await new(store, sid).update("user", "ada", ttl=2)
+        assert await new(store, s.id).update("user", "ada", ttl=2)
         await trio.sleep(3.5)
-        assert await new(store, sid).get("user") is None  # the session has ended
+        assert await new(store, s.id).get("user") is None  # the session has ended
         assert await running.ended(within=1.5) == "expired"
 
 
@@ -532,3 +544,64 @@ async def test_quart_touch_on_a_closed_store_ends_quietly(mock_clock: MockClock)
             live.noted()  # traffic
             await trio.sleep(1.5)
         live.stop()
+
+
+# -- second review: the touching read never shortens; a start with if_held during the
+# -- session's own rename --
+
+
+@pytest.mark.parametrize(
+    "kit",
+    [
+        pytest.param(k, id=k.id, marks=k.marks)
+        for k in KITS
+        if k.id in ("memory", "redis7.4", "postgres")
+    ],
+    indirect=True,
+)
+async def test_touching_read_never_shortens_a_session(store: SessionStore) -> None:
+    """A ``Touch`` whose threshold is above its idle (``Touch`` is public store API;
+    ``Expiry`` never makes one): the touching read extends only a lifetime below idle, so
+    a 600 s session keeps its 600 s (Postgres version 11's fast path used to set it to
+    idle, 10 s)."""
+    sid = await a_session(store)
+    before = await store.get_all(sid)
+    assert before is not None
+    assert before.ttl > 500
+    await store.touch_get(sid, "user", Touch(10, 1000.0))
+    after = await store.get_all(sid)
+    assert after is not None
+    assert after.ttl > 500, after.ttl
+
+
+async def test_start_if_held_during_own_regenerate_follows_the_session(
+    autojump_clock: Any,
+) -> None:
+    """``start(if_held=True)`` (Quart, for a session whose cookie is not verified yet) runs
+    while the same session's ``regenerate()`` is in flight (the store applied the rename,
+    its reply is on its way). The start's check finds the old id gone; that end is held
+    until the rename returns, which moved the watched id: the watch follows the new id
+    (it used to stop and report the session as not held)."""
+    store = MemoryStore()
+    async with store:
+        sid = await a_session(store)
+        real_rename = store.rename
+
+        async def slow_reply(old: SessionId, new_id: SessionId) -> int | None:
+            ttl = await real_rename(old, new_id)
+            await trio.sleep(0.5)  # the reply's way back
+            return ttl
+
+        store.rename = slow_reply  # type: ignore[method-assign]
+        session = new(store, sid)
+        assert await session.get("user") == "ada"
+        watch = Watch(session)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(session.regenerate)
+            await trio.sleep(0.1)  # the rename is applied, its reply not yet in
+            held = await watch.start(if_held=True)
+            await trio.sleep(1)
+            assert held
+            assert watch.reason is None
+            assert watch._id == session.id
+            watch.stop()
